@@ -1,0 +1,62 @@
+"""A BatchNormalization layer that runs TensorFlow's fused kernel when training.
+
+Keras 3's ``BatchNormalization`` on the TensorFlow backend composes the normalisation out of
+elementwise ops.  TensorFlow has a fused kernel (one op forward, one op backward) that Keras 2 used;
+on a 2-core CPU it makes the BN forward+backward about 3x faster and a whole BN-only training step
+about 1.4x faster.  Keras cannot be asked to use it, hence this subclass.
+
+Everything else is Keras' own layer: the same weights, the same configuration, the same
+serialisation, the same inference path.  Outputs, gradients and moving statistics equal Keras'
+layer (tests/test_batchnorm.py compares them); only the training-mode arithmetic is fused.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="bnlib")
+class BatchNorm(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` with TensorFlow's fused kernel in training mode.
+
+    The fused path is taken for 4-D channels-last inputs without a mask, renorm or
+    synchronisation; anything else falls back to Keras' implementation.
+    """
+
+    def _can_fuse(self, inputs, mask) -> bool:
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and self.scale
+            and self.center
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and self._can_fuse(inputs, mask)):
+            return super().call(inputs, training=training, mask=mask)
+        # The fused kernel accepts float16/bfloat16 activations with float32 parameters, so
+        # mixed precision needs no up-cast of the (large) activation tensor.
+        x = tf.convert_to_tensor(inputs)
+        if x.dtype not in (tf.float16, tf.bfloat16, tf.float32):
+            x = tf.cast(x, tf.float32)
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x,
+            tf.cast(self.gamma.value, tf.float32),
+            tf.cast(self.beta.value, tf.float32),
+            epsilon=self.epsilon,
+            is_training=True,
+        )
+        # The fused kernel returns the Bessel-corrected variance; Keras' layer (and the moving
+        # average it keeps) uses the biased one.  Keras 2 removed the correction the same way.
+        count = tf.cast(tf.size(x) // tf.size(variance), tf.float32)
+        variance = variance * ((count - 1.0) / count)
+        momentum = tf.cast(self.momentum, tf.float32)
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum + variance * (1.0 - momentum)
+        )
+        return tf.cast(outputs, self.compute_dtype)

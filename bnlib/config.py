@@ -1,0 +1,151 @@
+"""RunConfig: one frozen record describing a training run, and the named presets.
+
+A preset is data (a dict of field overrides), not code: ``RunConfig.preset("cpu", model="resnet56")``.
+Every field is validated on construction, so a typo fails at once with a message naming the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+
+POLICIES = ("all", "bn", "bn+output", "output", "gamma", "beta", "none", "random")
+GAMMA_INITS = ("ones", "uniform", "normal", "he_normal")
+BETA_INITS = ("zeros", "normal")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("step", "constant", "cosine")
+DATASETS = ("cifar10", "cifar100")
+STRATEGIES = ("default", "auto", "mirrored", "multiworker", "tpu")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. Defaults are the paper's CIFAR-10 BN-only setting."""
+
+    model: str = "resnet20"
+    policy: str = "bn"
+    gamma_init: str = "uniform"       # the official code's default: gamma ~ U[0, 1)
+    beta_init: str = "zeros"
+    bn_momentum: float = 0.9          # PyTorch's 0.1 in Keras terms; Keras' own default is 0.99
+    dataset: str = "cifar10"
+    data_path: str | None = None      # None: $BNLIB_CIFAR10 / $BNLIB_CIFAR100, Keras cache, download
+    train_per_class: int | None = None   # class-balanced subset of the training set
+    test_per_class: int | None = None
+    validation_split: float = 0.0     # held out of the training set; evaluated each epoch
+    augment: bool = True              # 4-pixel pad + random 32x32 crop + horizontal flip
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9             # SGD momentum
+    weight_decay: float = 1e-4        # on trainable weights only (Keras' decoupled form)
+    schedule: str = "step"
+    lr_milestones: tuple[int, ...] = (80, 120)
+    lr_decay: float = 0.1
+    warmup_epochs: int = 0            # linear learning-rate warm-up
+    clipnorm: float | None = None     # gradient clipping by global norm
+    epochs: int = 160
+    batch_size: int = 128
+    seed: int = 0
+    deterministic: bool = False       # bit-reproducible on CPU (tf op determinism)
+    mixed_precision: bool = False
+    xla: bool = False
+    strategy: str = "default"
+    output_dir: str | None = None     # where checkpoints and the result go
+    name: str | None = None           # a label for tables; defaults to model/policy
+
+    def __post_init__(self):
+        _check_choice("policy", self.policy, POLICIES)
+        _check_choice("gamma_init", self.gamma_init, GAMMA_INITS)
+        _check_choice("beta_init", self.beta_init, BETA_INITS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        from .models import parse_name  # validates the model name without building it
+
+        parse_name(self.model)
+        _check_positive("epochs", self.epochs, integer=True)
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("learning_rate", self.learning_rate)
+        for name in ("train_per_class", "test_per_class"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_positive(name, value, integer=True)
+        if not 0.0 <= self.bn_momentum < 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}; "
+                             "0.9 matches PyTorch's default momentum 0.1.")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {self.validation_split}; try 0.1.")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("weight_decay and warmup_epochs must be >= 0.")
+        if self.clipnorm is not None and self.clipnorm <= 0:
+            raise ValueError(f"clipnorm must be positive or None, got {self.clipnorm}; try 1.0.")
+        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.model} {self.policy}"
+
+    @classmethod
+    def preset(cls, preset_name: str, /, **overrides) -> "RunConfig":
+        """A named preset (``paper``, ``article``, ``cpu``, ``smoke``) with field overrides."""
+        _check_choice("preset", preset_name, tuple(PRESETS))
+        fields = {**PRESETS[preset_name], **overrides}
+        return cls.from_dict(fields)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """Build from a dict (e.g. a result file's config); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], known, n=1)
+            raise ValueError(f"Unknown RunConfig field(s) {unknown}"
+                             + (f"; did you mean {hint[0]!r}?" if hint else "."))
+        return cls(**values)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["lr_milestones"] = list(self.lr_milestones)
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _check_choice(field_name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"Unknown {field_name} {value!r}; {hint}choose one of: {', '.join(choices)}.")
+
+
+def _check_positive(field_name: str, value, integer: bool = False) -> None:
+    if (integer and not isinstance(value, int)) or isinstance(value, bool) or value <= 0:
+        kind = "a positive integer" if integer else "positive"
+        raise ValueError(f"{field_name} must be {kind}, got {value!r}.")
+
+
+# The presets. `paper`: Frankle et al. (2021), appendix: SGD momentum 0.9, lr 0.1 divided by 10 at
+# epochs 80 and 120, 160 epochs, batch 128, weight decay 1e-4, standard augmentation.
+# `article`: the seed TF2 article: Adam lr 0.01, batch 1024, 50 epochs, no augmentation, γ he_normal.
+# `cpu` and `smoke`: the paper's recipe shrunk to fit a 2-core CPU (minutes) and CI (seconds):
+# same code path, fewer epochs and images (cpu: 10,000 training images, the full test set, 8 epochs),
+# Adam with a cosine decay, which gets furthest in few epochs.
+PRESETS: dict[str, dict] = {
+    "paper": dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+                  schedule="step", lr_milestones=(80, 120), lr_decay=0.1, epochs=160,
+                  batch_size=128, augment=True, gamma_init="uniform"),
+    "article": dict(optimizer="adam", learning_rate=0.01, weight_decay=0.0, schedule="constant",
+                    epochs=50, batch_size=1024, augment=False, gamma_init="he_normal",
+                    model="keras-resnet50"),
+    "cpu": dict(optimizer="adam", learning_rate=0.01, weight_decay=0.0, schedule="cosine",
+                epochs=8, batch_size=128, augment=True, gamma_init="uniform",
+                train_per_class=1000),
+    "smoke": dict(optimizer="adam", learning_rate=0.01, weight_decay=0.0, schedule="constant",
+                  epochs=2, batch_size=128, augment=False, gamma_init="uniform",
+                  model="resnet14", train_per_class=100, test_per_class=50),
+}

@@ -1,0 +1,176 @@
+"""The Result record: what a run produced, in a small self-describing format on disk.
+
+A result is a folder holding ``result.json`` (config, per-epoch history, final accuracy, parameter
+counts, provenance) and ``batchnorm.npz`` (every BN layer's final γ and β, plus their initial
+values).  Both are written atomically (write to a temporary file, then rename), the JSON last, so
+a folder with a ``result.json`` always holds a complete result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+RESULT_FILE = "result.json"
+ARRAYS_FILE = "batchnorm.npz"
+
+
+class ResultFormatError(ValueError):
+    """A result file that this version of bnlib cannot read; the message names the fix."""
+
+
+@dataclass
+class Result:
+    """A finished run.  ``history`` maps a metric name to one value per epoch."""
+
+    config: dict
+    history: dict
+    test_accuracy: float
+    test_loss: float
+    parameters: dict
+    provenance: dict
+    gamma: dict = field(default_factory=dict)   # layer name -> final γ
+    beta: dict = field(default_factory=dict)    # layer name -> final β
+    initial_gamma: dict = field(default_factory=dict)
+    initial_beta: dict = field(default_factory=dict)
+    path: str | None = None
+    model: object = field(default=None, repr=False, compare=False)  # in-session only, never saved
+
+    @property
+    def label(self) -> str:
+        return self.config.get("name") or f"{self.config['model']} {self.config['policy']}"
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def all_gamma(self) -> np.ndarray:
+        return np.concatenate([g.ravel() for g in self.gamma.values()]) if self.gamma else np.array([])
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the result into ``folder`` atomically; returns the path of result.json."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for prefix, values in (("gamma", self.gamma), ("beta", self.beta),
+                               ("initial_gamma", self.initial_gamma),
+                               ("initial_beta", self.initial_beta)):
+            arrays.update({f"{prefix}/{layer}": np.asarray(v, np.float32) for layer, v in values.items()})
+        atomic_write(folder / ARRAYS_FILE, lambda handle: np.savez_compressed(handle, **arrays))
+        record = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config,
+            "history": self.history,
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "parameters": self.parameters,
+            "provenance": self.provenance,
+            "layers": list(self.gamma),
+        }
+        text = json.dumps(_plain(record), indent=1, sort_keys=False)
+        atomic_write(folder / RESULT_FILE, lambda handle: handle.write(text.encode()))
+        self.path = str(folder)
+        return folder / RESULT_FILE
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _plain(value):
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to strings JSON can hold."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+def load(path: str | os.PathLike) -> Result:
+    """Load a result from its folder or its result.json."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    json_path = folder / RESULT_FILE
+    if not json_path.is_file():
+        raise ResultFormatError(f"No {RESULT_FILE} in {folder}; pass a folder written by bnlib.train.")
+    try:
+        record = json.loads(json_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ResultFormatError(f"{json_path} is not valid JSON ({error}); re-run to regenerate it.") from None
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ResultFormatError(
+            f"{json_path} has result format {version!r}, newer than this bnlib reads "
+            f"({FORMAT_VERSION}); upgrade bnlib (pip install -U bnlib).")
+    split = {"gamma": {}, "beta": {}, "initial_gamma": {}, "initial_beta": {}}
+    if (folder / ARRAYS_FILE).is_file():
+        with np.load(folder / ARRAYS_FILE) as arrays:
+            for key in arrays.files:
+                prefix, layer = key.split("/", 1)
+                split[prefix][layer] = arrays[key]
+    order = record.get("layers", [])
+    for prefix in split:
+        split[prefix] = {k: split[prefix][k] for k in order if k in split[prefix]}
+    return Result(config=record["config"], history=record["history"],
+                  test_accuracy=record["test_accuracy"], test_loss=record["test_loss"],
+                  parameters=record["parameters"], provenance=record["provenance"],
+                  path=str(folder), **split)
+
+
+def load_all(root: str | os.PathLike) -> list[Result]:
+    """Every result under ``root`` (searched recursively), sorted by folder name."""
+    return [load(p) for p in sorted(Path(root).rglob(RESULT_FILE))]
+
+
+def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:
+    """Versions, hardware and data of a run."""
+    import keras
+    import tensorflow as tf
+
+    from . import __version__
+
+    return {
+        "bnlib": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "host": platform.node(),
+        "data": data_source,
+        "wall_seconds": round(wall_seconds, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

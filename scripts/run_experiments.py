@@ -1,0 +1,67 @@
+"""Regenerate every committed result in results/cpu/ with one command.
+
+    BNLIB_CIFAR10=path/to/cifar10.npz python scripts/run_experiments.py [--only NAME ...] [--list]
+
+Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set,
+8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment below, one after another,
+in the order of importance.  Each run checkpoints every epoch into its folder: re-running the
+command after an interruption resumes the unfinished run and skips the finished ones.  On this
+project's 2-core machines the data is the JPEG-q75 offline copy of CIFAR-10 (see
+shared/data/README.md), and every result records that.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import bnlib
+
+ROOT = Path(__file__).resolve().parents[1] / "results" / "cpu"
+
+# name -> RunConfig overrides on top of the `cpu` preset.  Same schedule for every run.
+EXPERIMENTS = {
+    "resnet14-bn": dict(model="resnet14", policy="bn"),
+    "resnet20-bn": dict(model="resnet20", policy="bn"),
+    "resnet20-all": dict(model="resnet20", policy="all"),
+    "resnet14-all": dict(model="resnet14", policy="all"),
+    "resnet32-bn": dict(model="resnet32", policy="bn"),
+    "resnet20-output": dict(model="resnet20", policy="output"),
+    "resnet20-bn+output": dict(model="resnet20", policy="bn+output"),
+    "resnet20-random": dict(model="resnet20", policy="random"),
+    "resnet20-bn-gamma-ones": dict(model="resnet20", policy="bn", gamma_init="ones"),
+    "resnet14-bn-momentum-0.99": dict(model="resnet14", policy="bn", bn_momentum=0.99),
+    "resnet32-all": dict(model="resnet32", policy="all"),
+    "resnet56-bn": dict(model="resnet56", policy="bn"),
+    # The seed article's setup, scaled down: Keras ResNet-50, BN-only, Adam 0.01 constant,
+    # no augmentation, γ he_normal (batch 256 instead of 1024: 10,000 images give 40 steps/epoch).
+    "keras-resnet50-bn-article": dict(model="keras-resnet50", policy="bn", optimizer="adam",
+                                      learning_rate=0.01, schedule="constant", augment=False,
+                                      gamma_init="he_normal", batch_size=256),
+    "resnet56-all": dict(model="resnet56", policy="all"),
+    "resnet110-bn": dict(model="resnet110", policy="bn"),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="run only these experiments")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    parser.add_argument("--root", default=str(ROOT), help="results folder (default results/cpu)")
+    args = parser.parse_args(argv)
+    names = args.only or list(EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        sys.exit(f"Unknown experiment(s) {unknown}; see --list.")
+    for name in names:
+        config = bnlib.RunConfig.preset("cpu", name=name, output_dir=str(Path(args.root) / name),
+                                        **EXPERIMENTS[name])
+        if args.list:
+            print(name, config.to_json().replace("\n", " "))
+            continue
+        print(f"=== {name}", flush=True)
+        result = bnlib.train(config)
+        print(f"=== {name}: test accuracy {result.test_accuracy:.4f} "
+              f"({result.provenance['data']['description']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
