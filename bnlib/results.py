@@ -1,8 +1,10 @@
 """The Result record: what a run produced, in a small self-describing format on disk.
 
 A result is a folder holding ``result.json`` (config, per-epoch history, final accuracy, parameter
-counts, provenance) and ``batchnorm.npz`` (every BN layer's final γ and β, plus their initial
-values).  Both are written atomically (write to a temporary file, then rename), the JSON last, so
+counts, provenance) and ``batchnorm.npz`` (every BN layer's final γ, β and moving statistics, their
+initial values, and the output layer).  With the seed in the config, that is enough to rebuild a
+trained BN-only network exactly (``analysis.rebuild_model``): its convolutions never left their
+random initialisation.  Both are written atomically (write to a temporary file, then rename), the JSON last, so
 a folder with a ``result.json`` always holds a complete result.
 """
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Result:
     beta: dict = field(default_factory=dict)    # layer name -> final β
     initial_gamma: dict = field(default_factory=dict)
     initial_beta: dict = field(default_factory=dict)
+    moving_mean: dict = field(default_factory=dict)      # BN statistics, for rebuilding the model
+    moving_variance: dict = field(default_factory=dict)
+    output: dict = field(default_factory=dict)           # final output layer ("kernel", "bias")
     path: str | None = None
     model: object = field(default=None, repr=False, compare=False)  # in-session only, never saved
 
@@ -61,7 +66,10 @@ class Result:
         arrays = {}
         for prefix, values in (("gamma", self.gamma), ("beta", self.beta),
                                ("initial_gamma", self.initial_gamma),
-                               ("initial_beta", self.initial_beta)):
+                               ("initial_beta", self.initial_beta),
+                               ("moving_mean", self.moving_mean),
+                               ("moving_variance", self.moving_variance),
+                               ("output", self.output)):
             arrays.update({f"{prefix}/{layer}": np.asarray(v, np.float32) for layer, v in values.items()})
         atomic_write(folder / ARRAYS_FILE, lambda handle: np.savez_compressed(handle, **arrays))
         record = {
@@ -124,7 +132,8 @@ def load(path: str | os.PathLike) -> Result:
         raise ResultFormatError(
             f"{json_path} has result format {version!r}, newer than this bnlib reads "
             f"({FORMAT_VERSION}); upgrade bnlib (pip install -U bnlib).")
-    split = {"gamma": {}, "beta": {}, "initial_gamma": {}, "initial_beta": {}}
+    split = {name: {} for name in ("gamma", "beta", "initial_gamma", "initial_beta",
+                                   "moving_mean", "moving_variance", "output")}
     if (folder / ARRAYS_FILE).is_file():
         with np.load(folder / ARRAYS_FILE) as arrays:
             for key in arrays.files:
@@ -132,7 +141,8 @@ def load(path: str | os.PathLike) -> Result:
                 split[prefix][layer] = arrays[key]
     order = record.get("layers", [])
     for prefix in split:
-        split[prefix] = {k: split[prefix][k] for k in order if k in split[prefix]}
+        if prefix != "output":
+            split[prefix] = {k: split[prefix][k] for k in order if k in split[prefix]}
     return Result(config=record["config"], history=record["history"],
                   test_accuracy=record["test_accuracy"], test_loss=record["test_loss"],
                   parameters=record["parameters"], provenance=record["provenance"],

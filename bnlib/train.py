@@ -281,6 +281,10 @@ def _train(config, folder, verbose, extra_callbacks, started) -> results.Result:
         gamma={k: v[0] for k, v in final.items()}, beta={k: v[1] for k, v in final.items()},
         initial_gamma={k: v[0] for k, v in initial.items()},
         initial_beta={k: v[1] for k, v in initial.items()},
+        moving_mean={k: v[2] for k, v in final.items()},
+        moving_variance={k: v[3] for k, v in final.items()},
+        output={"kernel": freeze.output_layer(model).kernel.numpy(),
+                "bias": freeze.output_layer(model).bias.numpy()},
     )
     result.provenance["epochs_resumed_from"] = first_epoch
     result.provenance["train_seconds"] = round(sum(history.get("epoch_seconds", [])), 1)
@@ -292,6 +296,7 @@ def _train(config, folder, verbose, extra_callbacks, started) -> results.Result:
 
 
 def _batchnorm_values(model) -> dict:
-    return {layer.name: (keras.ops.convert_to_numpy(layer.gamma).copy(),
-                         keras.ops.convert_to_numpy(layer.beta).copy())
+    """Per BN layer: (γ, β, moving mean, moving variance) as numpy copies."""
+    return {layer.name: tuple(keras.ops.convert_to_numpy(v).copy() for v in
+                              (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance))
             for layer in freeze.batchnorm_layers(model)}

@@ -1,0 +1,160 @@
+"""What γ and β learned: per-layer statistics, near-zero fractions, the small-γ ablation, and
+comparison tables of many results with the paper's reference figures beside them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .results import Result
+
+DEFAULT_THRESHOLD = 0.05  # |γ| below this counts as "switched off" (our choice; notebooks sweep it)
+
+# Reference figures from Frankle, Schwab & Morcos (ICLR 2021), CIFAR-10, read off the paper: BN-only
+# ResNet-14 about 48%, ResNet-866 about 82%; full training of these ResNets about 91-93%.
+PAPER = {
+    ("resnet14", "bn"): "≈48",
+    ("resnet866", "bn"): "≈82",
+    ("resnet14", "all"): "≈91-93",
+    ("resnet866", "all"): "≈91-93",
+}
+PAPER_CITATION = ("Frankle, Schwab & Morcos, 'Training BatchNorm and Only BatchNorm', ICLR 2021: "
+                  "CIFAR-10, 160 epochs, SGD; figures approximate, read off the paper.")
+PAPER_DISABLED_FRACTION = "about a third of features"
+
+
+def fraction_below(values, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """Fraction of entries with |value| < threshold (γ of a Result, a dict of arrays or an array)."""
+    if isinstance(values, Result):
+        values = values.all_gamma()
+    elif isinstance(values, dict):
+        values = np.concatenate([np.ravel(v) for v in values.values()])
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    return float((values < threshold).mean()) if values.size else float("nan")
+
+
+def layer_table(result: Result, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """One row per BN layer: channels, mean |γ|, fraction |γ| < threshold, mean β and β shift."""
+    rows = []
+    for depth, (layer, gamma) in enumerate(result.gamma.items()):
+        beta = result.beta[layer]
+        beta0 = result.initial_beta.get(layer, np.zeros_like(beta))
+        rows.append({
+            "layer": layer, "index": depth, "channels": gamma.size,
+            "mean |γ|": float(np.abs(gamma).mean()),
+            f"|γ|<{threshold:g}": fraction_below(gamma, threshold),
+            "mean β": float(beta.mean()),
+            "mean |β-β0|": float(np.abs(beta - beta0).mean()),
+        })
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def threshold_sweep(result: Result, thresholds=(0.01, 0.02, 0.05, 0.1, 0.2)) -> pd.Series:
+    """Fraction of |γ| below each threshold, for the initial and the final γ."""
+    initial = np.concatenate([g.ravel() for g in result.initial_gamma.values()])
+    return pd.DataFrame({
+        "initial γ": [fraction_below(initial, t) for t in thresholds],
+        "trained γ": [fraction_below(result.all_gamma(), t) for t in thresholds],
+    }, index=pd.Index(thresholds, name="threshold"))
+
+
+def ablate_small_gamma(model, x, y, threshold: float = DEFAULT_THRESHOLD, batch_size: int = 500,
+                       control_seed: int | None = 0) -> dict:
+    """Zero γ of every channel with |γ| < threshold and re-evaluate; restores γ afterwards.
+
+    With γ = 0 a channel's BN output is the constant β: the feature is switched off.  As a control,
+    the same number of *randomly chosen* channels per layer is zeroed too (unless control_seed is
+    None).  ``x`` must be normalised images as the model was trained on; returns accuracies and
+    the fraction of channels zeroed.
+    """
+    from . import freeze
+
+    layers = freeze.batchnorm_layers(model)
+    saved = [layer.gamma.numpy().copy() for layer in layers]
+
+    def accuracy() -> float:
+        logits = model.predict(x, batch_size=batch_size, verbose=0)
+        return float((np.argmax(logits, axis=1) == np.ravel(y)).mean())
+
+    def zero(choose) -> int:
+        count = 0
+        for layer, gamma in zip(layers, saved):
+            mask = choose(gamma)
+            count += int(mask.sum())
+            layer.gamma.assign(np.where(mask, 0.0, gamma).astype(gamma.dtype))
+        return count
+
+    try:
+        baseline = accuracy()
+        zeroed = zero(lambda g: np.abs(g) < threshold)
+        small = accuracy()
+        outcome = {"threshold": threshold, "baseline": baseline, "small_gamma_zeroed": small,
+                   "fraction_zeroed": zeroed / sum(g.size for g in saved)}
+        if control_seed is not None:
+            rng = np.random.default_rng(control_seed)
+
+            def random_same_count(g):
+                mask = np.zeros(g.shape, bool)
+                mask[rng.choice(g.size, int((np.abs(g) < threshold).sum()), replace=False)] = True
+                return mask
+
+            zero(random_same_count)
+            outcome["random_zeroed"] = accuracy()
+        return outcome
+    finally:
+        for layer, gamma in zip(layers, saved):
+            layer.gamma.assign(gamma)
+
+
+def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """One row per result: what ran, on what, for how long, and how well; the paper beside it."""
+    rows = []
+    for result in results:
+        config, provenance = result.config, result.provenance
+        data = provenance.get("data", {})
+        rows.append({
+            "run": result.label,
+            "model": config["model"],
+            "policy": config["policy"],
+            "test acc %": round(100 * result.test_accuracy, 1),
+            "best train acc %": round(100 * max(result.history.get("accuracy", [float("nan")])), 1),
+            "trainable params": result.parameters.get("trainable"),
+            f"|γ|<{threshold:g}": round(fraction_below(result, threshold), 3) if result.gamma else None,
+            "epochs": result.epochs_run,
+            "train images": data.get("train_used"),
+            "data": data.get("description"),
+            "device": provenance.get("device"),
+            "paper acc % (full CIFAR-10, 160 ep.)": PAPER.get((config["model"], config["policy"]), ""),
+        })
+    return pd.DataFrame(rows).set_index("run")
+
+
+REBUILDABLE = ("bn", "gamma", "beta", "none", "output", "bn+output")
+
+
+def rebuild_model(result: Result):
+    """The trained network of a saved result, rebuilt exactly from its seed and saved arrays.
+
+    Possible whenever the convolutions were frozen (policies bn, gamma, beta, output, bn+output,
+    none): they are re-created from the seed at their random initialisation, then γ, β, the BN
+    moving statistics and the output layer are loaded from the result.
+    """
+    from . import freeze
+    from .config import RunConfig
+    from .train import build_model, configure_runtime
+
+    config = RunConfig.from_dict({**result.config, "lr_milestones": tuple(result.config["lr_milestones"])})
+    if config.policy not in REBUILDABLE or not result.moving_mean:
+        raise ValueError(f"{result.label}: only results of policies {', '.join(REBUILDABLE)} saved with "
+                         "moving statistics can be rebuilt (the others changed their convolutions).")
+    configure_runtime(config)
+    model = build_model(config, num_classes=result.output["bias"].shape[0])
+    for layer in freeze.batchnorm_layers(model):
+        layer.gamma.assign(result.gamma[layer.name])
+        layer.beta.assign(result.beta[layer.name])
+        layer.moving_mean.assign(result.moving_mean[layer.name])
+        layer.moving_variance.assign(result.moving_variance[layer.name])
+    output = freeze.output_layer(model)
+    output.kernel.assign(result.output["kernel"])
+    output.bias.assign(result.output["bias"])
+    return model
