@@ -18,6 +18,39 @@ SCHEDULES = ("step", "constant", "cosine")
 DATASETS = ("cifar10", "cifar100")
 STRATEGIES = ("default", "auto", "mirrored", "multiworker", "tpu")
 
+# One line per field, for --help and the docs.
+FIELD_HELP = {
+    "model": "resnet<6n+2> (14, 20, 32, 56, 110, ... 866), wrn<6n+2>-<k>, vgg11/13/16/19, keras-resnet50/101/152",
+    "policy": "what trains: bn (γ and β only), all, bn+output, output, gamma, beta, none, random",
+    "gamma_init": "initial γ: uniform (U[0,1), the paper's code), ones (Keras), normal, he_normal (the TF2 article)",
+    "beta_init": "initial β: zeros or normal",
+    "bn_momentum": "BN moving-average momentum, Keras convention (0.9 = PyTorch's 0.1; Keras' default 0.99 lags)",
+    "dataset": "cifar10 or cifar100",
+    "data_path": "a .npz, an extracted batches folder or the official tarball (else $BNLIB_CIFAR10, Keras cache, download)",
+    "train_per_class": "use only the first N training images of each class",
+    "test_per_class": "use only the first N test images of each class",
+    "validation_split": "fraction of the training images held out and evaluated every epoch",
+    "augment": "4-pixel pad + random crop + horizontal flip",
+    "optimizer": "sgd (with momentum) or adam",
+    "learning_rate": "initial learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "decoupled weight decay on the trained parameters only",
+    "schedule": "step (x lr_decay at lr_milestones), cosine, or constant",
+    "lr_milestones": "epochs at which the step schedule decays the learning rate",
+    "lr_decay": "factor of each step decay",
+    "warmup_epochs": "linear learning-rate warm-up over this many epochs",
+    "clipnorm": "clip gradients to this global norm",
+    "epochs": "number of epochs",
+    "batch_size": "images per step (global, across devices)",
+    "seed": "seed for initialisation, data order and augmentation",
+    "deterministic": "bit-reproducible on CPU (TensorFlow op determinism; slower)",
+    "mixed_precision": "float16 compute (GPUs)",
+    "xla": "compile with XLA (helps on GPUs; 2-5x slower on CPU)",
+    "strategy": "default, auto (TPU, else all GPUs, else one device), mirrored, multiworker (TF_CONFIG), tpu",
+    "output_dir": "folder for checkpoints and the result; re-running resumes",
+    "name": "label used in tables and plots",
+}
+
 
 @dataclass(frozen=True)
 class RunConfig:

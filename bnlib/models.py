@@ -166,12 +166,24 @@ def parse_name(name: str) -> tuple[str, int, int]:
         if match:
             depth = int(match.group(1))
             width = int(match.group(2)) if family == "wrn" else 1
+            _check_depth_and_width(family, depth, width, name)
             return family, depth, width
     close = difflib.get_close_matches(key, EXAMPLE_NAMES, n=3, cutoff=0.5) or EXAMPLE_NAMES[:3]
     raise ValueError(
         f"Unknown model {name!r}; did you mean {', '.join(close)}? "
         "Valid: resnet<6n+2>, wrn<6n+2>-<k>, vgg11/13/16/19, keras-resnet50/101/152."
     )
+
+
+def _check_depth_and_width(family: str, depth: int, width: int, name: str) -> None:
+    if family in ("resnet", "wrn"):
+        check_resnet_depth(depth)
+    if family == "wrn" and width < 1:
+        raise ValueError(f"Width multiplier in {name!r} must be positive; try wrn{depth}-2 or wrn{depth}-4.")
+    if family == "vgg" and depth not in VGG_LAYOUTS:
+        raise ValueError(f"VGG depth {depth} is unknown; choose one of {sorted(VGG_LAYOUTS)}.")
+    if family == "keras-resnet" and depth not in KERAS_RESNETS:
+        raise ValueError(f"keras-resnet depth {depth} is unknown; choose 50, 101 or 152.")
 
 
 def build(name: str, num_classes: int = 10, input_shape=(32, 32, 3),
@@ -181,8 +193,6 @@ def build(name: str, num_classes: int = 10, input_shape=(32, 32, 3),
     if family == "resnet":
         return cifar_resnet(depth, 1, num_classes, input_shape, bn_momentum)
     if family == "wrn":
-        if width < 1:
-            raise ValueError(f"Width multiplier in {name!r} must be positive; try wrn{depth}-2 or wrn{depth}-4.")
         return cifar_resnet(depth, width, num_classes, input_shape, bn_momentum)
     if family == "vgg":
         return vgg(depth, num_classes, input_shape, bn_momentum)

@@ -7,6 +7,7 @@ the last complete epoch and ends with the same history and weights as an uninter
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,8 +25,12 @@ from . import freeze, models, results
 from .config import RunConfig
 
 BACKUP = "backup"
+LATEST = "latest.weights.h5"          # Keras BackupAndRestore's names, in BACKUP
+METADATA = "training_metadata.json"
 HISTORY_FILE = "history.json"
 RUN_FILE = "run_config.json"
+# Fields that may differ when resuming: a run folder can move (e.g. onto Google Drive).
+MOVABLE_FIELDS = ("output_dir",)
 
 
 class DivergenceError(RuntimeError):
@@ -88,8 +93,86 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy 'multiworker' needs TF_CONFIG describing the cluster; "
                              "see the README section on several machines.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise ValueError("strategy 'multiworker' must be created before TensorFlow runs any "
+                             "op: call bnlib.train first in a fresh process.") from None
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process writes the output folder: always, except on the non-chief workers of
+    a multi-worker cluster (the chief is task ``chief``, else ``worker`` 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and not has_chief and (resolver.task_id or 0) == 0
+
+
+def _cluster_sum(strategy: tf.distribute.Strategy, values: list, chief_only: bool = False) -> list[int]:
+    """The sum of ``values`` (small integers) over every replica in the cluster; with
+    ``chief_only``, the chief's values on every worker (only replica 0, the chief's first device,
+    contributes), so that the workers follow the chief's decisions."""
+    local = tf.constant([float(v) for v in values], tf.float32)
+
+    def contribution():
+        if not chief_only:
+            return local
+        first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        return tf.where(first, local, tf.zeros_like(local))
+
+    total = strategy.reduce("SUM", strategy.run(contribution), axis=None)
+    return [int(round(v)) for v in total.numpy()]
+
+
+@contextlib.contextmanager
+def _multiworker_keras_fixes(strategy: tf.distribute.Strategy):
+    """Work around Keras 3's two failures under MultiWorkerMirroredStrategy (keras-team/keras#20585,
+    tensorflow/tensorflow#72388; seen up to Keras 3.15): ``fit`` passes a whole (x, y) batch to one
+    ``strategy.reduce`` to learn its shapes, and ``reduce_per_replica`` reduces scalar step outputs
+    (loss, metrics) along axis 0.  Both raise; here the shapes come from a local batch and scalars
+    are averaged over all replicas, for the duration of the block only."""
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+        from keras.src import tree
+
+        original_reduce = tf_trainer.reduce_per_replica
+        original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+        multi_worker = tf_trainer._collective_all_reduce_multi_worker(strategy)
+    except (ImportError, AttributeError):  # a Keras whose internals moved: nothing to patch
+        multi_worker = False
+    if not multi_worker:
+        yield
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean"):
+            return original_reduce(values, strategy, reduction)
+        return tree.map_structure(
+            lambda v: strategy.reduce("MEAN", v, axis=None)
+            if isinstance(v, tf.distribute.DistributedValues) else v, values)
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original_reduce
+        tf_trainer.TensorFlowTrainer._maybe_symbolic_build = original_build
 
 
 def describe_device() -> str:
@@ -127,64 +210,122 @@ class HistoryFile(keras.callbacks.Callback):
             results.atomic_write(self.path, lambda handle: handle.write(text.encode()))
 
 
+class StopOnNonFiniteWeights(keras.callbacks.Callback):
+    """Raise at the end of an epoch whose weights are not all finite, before its checkpoint.
+
+    TerminateOnNaN watches the loss, which is computed before each update: weights that turn
+    NaN in an epoch's last step would otherwise be saved as that epoch's checkpoint.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        for variable in self.model.weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(variable)).all():
+                raise RuntimeError(f"NaN or Inf weights in {variable.path} after epoch {epoch + 1}.")
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore keeping two checkpoints (the latest and the previous one), written
+    only by the process that owns the output folder, and crash-safe: the weights go to a temporary
+    file renamed into place, with their epoch stored inside, so a kill at any moment leaves a
+    latest checkpoint whose weights and epoch agree (see :func:`_restored_epoch`)."""
+
+    def __init__(self, backup_dir: Path, write: bool = True):
+        super().__init__(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+        self.write = write
+
+    def _save_model(self):
+        if not self.write:
+            return
+        import h5py
+
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in (LATEST, METADATA):
+            if (folder / path).exists():
+                shutil.copyfile(folder / path, folder / f"{path}.bkp")
+        partial = folder / f"partial.{LATEST}"
+        self.model.save_weights(partial, overwrite=True)
+        with h5py.File(partial, "a") as handle:
+            handle.attrs["epoch"] = self._current_epoch
+        os.replace(partial, folder / LATEST)
+        _write_metadata(folder / METADATA, self._current_epoch)
+
+
 # ------------------------------------------------------------------------------ checkpoints
 
-def _prepare_output(config: RunConfig, overwrite: bool) -> Path | None:
-    """Create the output folder; refuse one holding a different run unless ``overwrite``."""
+def _prepare_output(config: RunConfig, overwrite: bool, write: bool = True) -> Path | None:
+    """Create the output folder; refuse one holding a different run unless ``overwrite``.
+    With ``write=False`` (a non-chief worker) only check, and change nothing."""
     if not config.output_dir:
         return None
     folder = Path(config.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     run_file = folder / RUN_FILE
     wanted = config.to_dict()
     if run_file.is_file():
         existing = json.loads(run_file.read_text())
-        if existing != wanted:
-            if not overwrite:
-                changed = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k))
-                raise RunConflictError(
-                    f"{folder} holds a different run (differs in {', '.join(changed)}); choose "
-                    "another output folder or pass overwrite=True (--overwrite) to discard it.")
+        changed = sorted(k for k in set(existing) | set(wanted)
+                         if k not in MOVABLE_FIELDS and existing.get(k) != wanted.get(k))
+        if changed and not overwrite:
+            raise RunConflictError(
+                f"{folder} holds a different run (differs in {', '.join(changed)}); choose "
+                "another output folder or pass overwrite=True (--overwrite) to discard it.")
+        if changed and write:
             for name in (BACKUP, HISTORY_FILE, results.RESULT_FILE, results.ARRAYS_FILE):
                 path = folder / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    text = json.dumps(wanted, indent=1)
-    results.atomic_write(run_file, lambda handle: handle.write(text.encode()))
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(wanted, indent=1)
+        results.atomic_write(run_file, lambda handle: handle.write(text.encode()))
     return folder
+
+
+def _write_metadata(path: Path, epoch: int) -> None:
+    text = json.dumps({"epoch": int(epoch), "batch": 0})
+    results.atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def checkpoint_epoch(backup_dir: Path, name: str = LATEST) -> int | None:
+    """The epoch a checkpoint file holds (None if missing, truncated or corrupt)."""
+    try:
+        import h5py
+
+        with h5py.File(Path(backup_dir) / name, "r") as handle:
+            handle.visit(lambda item: None)
+            epoch = handle.attrs.get("epoch")
+        if epoch is None:  # written by Keras' own BackupAndRestore: the epoch is in the metadata
+            metadata = METADATA + name[len(LATEST):]
+            epoch = json.loads((Path(backup_dir) / metadata).read_text())["epoch"]
+        return int(epoch)
+    except Exception:
+        return None
 
 
 def _restored_epoch(backup_dir: Path) -> int:
     """The epoch a resumed run starts at; falls back to the previous checkpoint if the latest
-    one is truncated or corrupt (with a warning), so BackupAndRestore then loads a good one."""
-    latest = backup_dir / "latest.weights.h5"
-    meta = backup_dir / "training_metadata.json"
-
-    def readable(weights: Path, metadata: Path) -> int | None:
-        try:
-            import h5py
-
-            with h5py.File(weights, "r") as handle:
-                handle.visit(lambda name: None)
-            return int(json.loads(metadata.read_text())["epoch"])
-        except Exception:
-            return None
-
+    one is truncated or corrupt (with a warning), so BackupAndRestore then loads a good one.
+    The metadata file BackupAndRestore reads is rewritten to the epoch the weights hold."""
+    latest, previous = backup_dir / LATEST, backup_dir / f"{LATEST}.bkp"
     if not latest.exists():
         return 0
-    epoch = readable(latest, meta)
-    if epoch is not None:
-        return epoch
-    previous_w, previous_m = Path(f"{latest}.bkp"), Path(f"{meta}.bkp")
-    epoch = readable(previous_w, previous_m) if previous_w.exists() else None
+    epoch = checkpoint_epoch(backup_dir)
     if epoch is None:
-        warnings.warn(f"Checkpoint in {backup_dir} is corrupt and no earlier one is readable; "
-                      "starting from scratch.", stacklevel=3)
-        shutil.rmtree(backup_dir)
-        return 0
-    warnings.warn(f"Latest checkpoint in {backup_dir} is corrupt; resuming from the previous one "
-                  f"(epoch {epoch}).", stacklevel=3)
-    shutil.copyfile(previous_w, latest)
-    shutil.copyfile(previous_m, meta)
+        epoch = checkpoint_epoch(backup_dir, previous.name) if previous.exists() else None
+        if epoch is None:
+            warnings.warn(f"Checkpoint in {backup_dir} is corrupt and no earlier one is readable; "
+                          "starting from scratch.", stacklevel=3)
+            shutil.rmtree(backup_dir)
+            return 0
+        warnings.warn(f"Latest checkpoint in {backup_dir} is corrupt; resuming from the previous "
+                      f"one (epoch {epoch}).", stacklevel=3)
+        shutil.copyfile(previous, backup_dir / f"partial.{LATEST}")
+        os.replace(backup_dir / f"partial.{LATEST}", latest)
+    try:
+        recorded = json.loads((backup_dir / METADATA).read_text())["epoch"]
+    except Exception:
+        recorded = None
+    if recorded != epoch:
+        _write_metadata(backup_dir / METADATA, epoch)
     return epoch
 
 
@@ -213,28 +354,46 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
     saved result of a finished one.  ``verbose=2`` prints one line per epoch.
     """
     started = time.perf_counter()
-    folder = _prepare_output(config, overwrite)
-    if folder is not None and (folder / results.RESULT_FILE).is_file():
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.  Only the chief writes
+    # the output folder; the other workers read it (to resume) and follow the chief's decisions.
+    strategy = make_strategy(config.strategy) if config.strategy == "multiworker" else None
+    chief = is_chief(strategy)
+    folder = _prepare_output(config, overwrite, write=chief)
+    finished = folder is not None and (folder / results.RESULT_FILE).is_file()
+    if strategy is not None:
+        finished = bool(_cluster_sum(strategy, [finished], chief_only=True)[0])
+    if finished:
         return results.load(folder)
     policy_before = keras.mixed_precision.global_policy()
     try:
-        return _train(config, folder, verbose, callbacks or [], started)
+        return _train(config, folder, strategy, chief, verbose, callbacks or [], started)
     finally:
         keras.mixed_precision.set_global_policy(policy_before)
 
 
-def _train(config, folder, verbose, extra_callbacks, started) -> results.Result:
+def _train(config, folder, strategy, chief, verbose, extra_callbacks, started) -> results.Result:
     configure_runtime(config)
     splits = data_module.prepare(config)
-    strategy = make_strategy(config.strategy)
+    strategy = strategy or make_strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, splits.num_classes)
+        if strategy.num_replicas_in_sync > 1:
+            # Statistics of the global batch, as on one device (Keras' default is per-device
+            # statistics), so the result does not depend on how many devices share a batch.
+            for layer in freeze.batchnorm_layers(model):
+                layer.synchronized = True
         model.compile(optimizer=make_optimizer(config),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=config.xla)
     initial = _batchnorm_values(model)
     backup_dir = folder / BACKUP if folder else None
-    first_epoch = _restored_epoch(backup_dir) if backup_dir else 0
+    first_epoch = _restored_epoch(backup_dir) if backup_dir and chief else 0
+    if config.strategy == "multiworker":
+        first_epoch = _cluster_sum(strategy, [first_epoch], chief_only=True)[0]
+        unseen = bool(first_epoch) and checkpoint_epoch(backup_dir) != first_epoch
+        if _cluster_sum(strategy, [unseen])[0]:
+            raise ValueError(f"A worker cannot read the chief's checkpoint in {backup_dir}; put "
+                             "output_dir on storage that every worker reads (a shared disk, GCS).")
     history = _load_history(folder, first_epoch)
     if first_epoch and verbose:
         print(f"Resuming {config.label} from epoch {first_epoch} (checkpoint in {backup_dir}).")
@@ -248,29 +407,37 @@ def _train(config, folder, verbose, extra_callbacks, started) -> results.Result:
                                                splits.mean, splits.std)
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(config, epoch)),
-        keras.callbacks.TerminateOnNaN(raise_error=True),  # before the checkpoint of a bad epoch
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        StopOnNonFiniteWeights(),  # before the history and the checkpoint of a bad epoch
         *extra_callbacks,
-        HistoryFile(folder / HISTORY_FILE if folder else None, history),
+        HistoryFile(folder / HISTORY_FILE if folder and chief else None, history),
     ]
     if backup_dir:
-        # double_checkpoint keeps the previous epoch's state too, for a corrupt latest file.
-        callbacks.append(keras.callbacks.BackupAndRestore(
-            str(backup_dir), double_checkpoint=True, delete_checkpoint=False))
+        callbacks.append(Backup(backup_dir, write=chief))
     model.build((None, *splits.x_train.shape[1:]))
     try:
-        model.fit(train_stream, epochs=config.epochs, initial_epoch=first_epoch,
-                  steps_per_epoch=steps, validation_data=validation, callbacks=callbacks,
-                  verbose=verbose, shuffle=False)  # the pipeline shuffles, by (seed, epoch)
+        with _multiworker_keras_fixes(strategy):
+            if first_epoch < config.epochs:
+                model.fit(train_stream, epochs=config.epochs, initial_epoch=first_epoch,
+                          steps_per_epoch=steps, validation_data=validation, callbacks=callbacks,
+                          verbose=verbose, shuffle=False)  # the pipeline shuffles, by (seed, epoch)
+            else:  # stopped after the last checkpoint, before the result was saved
+                with strategy.scope():
+                    model.optimizer.build(model.trainable_variables)
+                model.load_weights(backup_dir / LATEST)
+            test = data_module.eval_pipeline(splits.x_test, splits.y_test, config.batch_size,
+                                             splits.mean, splits.std)
+            test_loss, test_accuracy = model.evaluate(test, verbose=0)
     except RuntimeError as error:
-        if "NaN or Inf loss" not in str(error):
+        if "NaN or Inf" not in str(error):
             raise
+        kept = checkpoint_epoch(backup_dir) if backup_dir else None
         raise DivergenceError(
-            f"{config.label}: the loss became NaN/inf in epoch {len(history.get('loss', [])) + 1}; "
-            "lower learning_rate, add warmup_epochs (e.g. 5) or set clipnorm (e.g. 1.0). "
-            + (f"The last good checkpoint is kept in {backup_dir}." if backup_dir else "")) from None
-    test = data_module.eval_pipeline(splits.x_test, splits.y_test, config.batch_size,
-                                     splits.mean, splits.std)
-    test_loss, test_accuracy = model.evaluate(test, verbose=0)
+            f"{config.label}: training diverged (NaN/inf) in epoch {len(history.get('loss', [])) + 1} "
+            f"at learning rate {learning_rate(config, len(history.get('loss', []))):g}; lower "
+            "learning_rate, add a warm-up (warmup_epochs=5) or clip gradients (clipnorm=1.0). "
+            + (f"The last good checkpoint (epoch {kept}) is kept in {backup_dir}." if kept else
+               "It diverged before the first checkpoint." if backup_dir else "")) from None
     final = _batchnorm_values(model)
     result = results.Result(
         config=config.to_dict(), history=history,
@@ -288,7 +455,7 @@ def _train(config, folder, verbose, extra_callbacks, started) -> results.Result:
     )
     result.provenance["epochs_resumed_from"] = first_epoch
     result.provenance["train_seconds"] = round(sum(history.get("epoch_seconds", [])), 1)
-    if folder is not None:
+    if folder is not None and chief:
         result.save(folder)
         shutil.rmtree(backup_dir, ignore_errors=True)
     result.model = model

@@ -1,4 +1,12 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration and fixtures."""
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_configure(config):
@@ -7,3 +15,54 @@ def pytest_configure(config):
         "site: builds the Jupyter Book and checks every page in headless Chromium "
         "(slow; run with -m site)",
     )
+
+
+def make_arrays(n_train=60, n_test=30, num_classes=10, seed=0):
+    """Random CIFAR-shaped arrays; labels cycle so every class is present."""
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        "y_train": (np.arange(n_train) % num_classes).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        "y_test": (np.arange(n_test) % num_classes).astype(np.uint8),
+    }
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    """A tiny CIFAR-10 pixel archive in the real .npz format."""
+    path = tmp_path / "tiny-cifar10.npz"
+    np.savez(path, **make_arrays())
+    return path
+
+
+def write_batches_folder(folder, arrays):
+    """Write arrays as the official python-pickle batches (5 train batches + test_batch)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def dump(name, x, y):
+        data = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"data": data, "labels": list(map(int, y))}, handle)
+
+    parts = np.array_split(np.arange(len(arrays["x_train"])), 5)
+    for i, part in enumerate(parts, start=1):
+        dump(f"data_batch_{i}", arrays["x_train"][part], arrays["y_train"][part])
+    dump("test_batch", arrays["x_test"], arrays["y_test"])
+    return folder
+
+
+def write_tarball(path, arrays, inner="cifar-10-batches-py"):
+    folder = write_batches_folder(path.parent / "staging" / inner, arrays)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname=inner)
+    return path
+
+
+@pytest.fixture
+def cifar_subset():
+    """The exact CIFAR-10 subset, only through configuration ($BNLIB_CIFAR10); skipped otherwise."""
+    path = os.environ.get("BNLIB_CIFAR10")
+    if not path or not os.path.exists(path):
+        pytest.skip("set BNLIB_CIFAR10 to the exact CIFAR-10 subset (.ci/run does)")
+    return path

@@ -1,0 +1,133 @@
+"""Matplotlib figures the notebooks draw.  Every function returns its Figure and labels its data."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import analysis
+from .results import Result
+
+
+def provenance_label(result: Result) -> str:
+    """A one-line caption: data, images, epochs, device."""
+    data = result.provenance.get("data", {})
+    return (f"{data.get('description', '?')}, {data.get('train_used', '?')} train images, "
+            f"{result.epochs_run} epochs, {result.provenance.get('device', '?')}")
+
+
+def learning_curves(results: list[Result], metrics=("accuracy",), title: str | None = None):
+    """Per-epoch curves (train metric solid, validation dashed when present), one line per result."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for result in results:
+            values = result.history.get(metric, [])
+            line, = ax.plot(range(1, len(values) + 1), values, label=result.label)
+            if f"val_{metric}" in result.history:
+                ax.plot(range(1, len(values) + 1), result.history[f"val_{metric}"], "--",
+                        color=line.get_color())
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or (provenance_label(results[0]) if results else ""), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gamma_histogram(result: Result, layers=None, bins: int = 60, ax=None, initial: bool = True,
+                    threshold: float = analysis.DEFAULT_THRESHOLD):
+    """Histogram of trained γ (all layers, or the named ones), the initial γ in grey behind it."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    names = list(result.gamma) if layers is None else list(layers)
+    final = np.concatenate([result.gamma[n].ravel() for n in names])
+    edges = np.histogram_bin_edges(final, bins=bins)
+    if initial and result.initial_gamma:
+        start = np.concatenate([result.initial_gamma[n].ravel() for n in names])
+        ax.hist(start, bins=edges, color="0.8", label="at initialisation")
+    ax.hist(final, bins=edges, alpha=0.8, label="trained")
+    ax.axvspan(-threshold, threshold, color="tab:red", alpha=0.15,
+               label=f"|γ| < {threshold:g}: {analysis.fraction_below(final, threshold):.0%}")
+    ax.set_xlabel("γ")
+    ax.set_ylabel("channels")
+    ax.set_title(f"{result.label}" + (f" — {names[0]}" if len(names) == 1 else ""), fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def gamma_by_layer(result: Result, threshold: float = analysis.DEFAULT_THRESHOLD):
+    """Fraction of near-zero γ and mean |γ| for each BN layer, input to output."""
+    table = analysis.layer_table(result, threshold)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar(table["index"], table[f"|γ|<{threshold:g}"], color="tab:red", alpha=0.7,
+           label=f"fraction |γ| < {threshold:g}")
+    ax.plot(table["index"], table["mean |γ|"], "k.-", label="mean |γ|")
+    ax.set_xlabel("BN layer (input → output)")
+    ax.set_title(f"{result.label}: {provenance_label(result)}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_parameters(results: list[Result], paper_points: dict | None = None):
+    """Test accuracy against trainable parameters (log scale), one marker per policy."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"all": "s", "bn": "o", "bn+output": "D", "output": "v", "random": "x",
+               "gamma": "^", "beta": "<", "none": "."}
+    for result in results:
+        policy = result.config["policy"]
+        ax.scatter(result.parameters["trainable"], 100 * result.test_accuracy,
+                   marker=markers.get(policy, "o"), s=50, label=f"{result.label}")
+        ax.annotate(result.config["model"], (result.parameters["trainable"], 100 * result.test_accuracy),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for label, (params, accuracy) in (paper_points or {}).items():
+        ax.scatter(params, accuracy, marker="*", s=120, color="k")
+        ax.annotate(label, (params, accuracy), fontsize=7, xytext=(3, -10), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.axhline(10, color="0.6", ls=":", label="chance")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if results:
+        ax.set_title(provenance_label(results[0]), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def depth_sweep(results: list[Result]):
+    """Test accuracy against depth, one line per policy."""
+    from .models import parse_name
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by_policy: dict[str, list] = {}
+    for result in results:
+        family, depth, _ = parse_name(result.config["model"])
+        if family == "resnet":
+            by_policy.setdefault(result.config["policy"], []).append((depth, 100 * result.test_accuracy))
+    for policy, points in sorted(by_policy.items()):
+        points.sort()
+        ax.plot(*zip(*points), "o-", label=policy)
+    ax.set_xscale("log")
+    depths = sorted({d for points in by_policy.values() for d, _ in points})
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.set_xlabel("ResNet depth")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if results:
+        ax.set_title(provenance_label(results[0]), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def parameter_chart(table):
+    """Bar chart of a freeze.policy_table: trainable parameters per model and policy (log scale)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    table.plot.bar(ax=ax, logy=True, width=0.8)
+    ax.set_ylabel("trainable parameters")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    return fig
