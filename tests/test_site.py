@@ -10,7 +10,8 @@ The test
       - every <img> has a non-empty src that resolves (HTTP 200);
       - every notebook page shows at least as many images as its executed notebook has
         image outputs, and every chapter listed in CHAPTERS_WITH_FIGURES shows at least one;
-      - every ipywidget view on a page has its state embedded in the page (static snapshot);
+      - every ipywidget view on a page has its state embedded in the page (static snapshot)
+        and, with the vendored widget loader (book/_widgets), is drawn by the browser;
       - no internal link (local href, with or without #anchor) is broken: the target is
         served with HTTP 200 and, for anchors into HTML pages, the id exists;
       - local stylesheets and scripts resolve.
@@ -22,7 +23,7 @@ Environment variables
   BNLIB_SITE_BUILD_TIMEOUT  seconds allowed for the build (default 7200).
   BNLIB_REQUIRE_BROWSER=1   fail (instead of skip) when Chromium is missing.
   BNLIB_CHROMIUM=<path>     Chromium binary (default /usr/bin/chromium).
-The build itself reads BNLIB_PROFILE (set it to ``smoke`` for a quick build).
+The build itself reads BNLIB_PROFILE; the test sets it to ``smoke`` when it is unset.
 
 Run:  BNLIB_PROFILE=smoke python -m pytest -m site tests/test_site.py
 """
@@ -36,7 +37,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -110,6 +110,7 @@ class Page:
     ids: set = field(default_factory=set)
     widget_views: list = field(default_factory=list)  # model ids
     widget_state_ids: set = field(default_factory=set)
+    widgets_rendered: int = 0  # widget views drawn by the html-manager (div.widget-subarea)
     has_main: bool = False
     meta_refresh: str | None = None
 
@@ -123,6 +124,7 @@ class _DomParser(HTMLParser):
         self.page = Page()
         self._stack: list[bool] = []  # per open element: is it a notebook cell output?
         self._in_title = False
+        self._title_seen = False
         self._script_type: str | None = None
         self._script_text: list[str] = []
 
@@ -137,7 +139,9 @@ class _DomParser(HTMLParser):
             self.page.ids.add(a["name"])
         classes = a.get("class", "").split()
         if tag == "title":
-            self._in_title = True
+            # only the document's <title>; SVG icons contain <title> elements too
+            self._in_title = not self._title_seen
+            self._title_seen = True
         elif tag == "img":
             self.page.imgs.append((a.get("src", ""), self._in_output()))
         elif tag == "a" and "href" in a:
@@ -149,7 +153,9 @@ class _DomParser(HTMLParser):
                 self.page.assets.append(a["src"])
             self._script_type = a.get("type", "")
             self._script_text = []
-        elif tag == "main" or "bd-article" in classes:
+        if "widget-subarea" in classes:
+            self.page.widgets_rendered += 1
+        if tag == "main" or "bd-article" in classes:
             self.page.has_main = True
         elif tag == "meta" and a.get("http-equiv", "").lower() == "refresh":
             self.page.meta_refresh = a.get("content", "")
@@ -240,13 +246,18 @@ def site(chromium, tmp_path_factory) -> Path:
     if os.environ.get("BNLIB_SITE_STRICT", "1").strip().lower() not in ("0", "false", "no"):
         cmd += ["--warningiserror", "--keep-going"]
     timeout = float(os.environ.get("BNLIB_SITE_BUILD_TIMEOUT", "7200"))
+    env = dict(os.environ)
+    env.setdefault("BNLIB_PROFILE", "smoke")  # never a full-length build by accident
     start = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=BOOK_ROOT, capture_output=True, text=True,
+        proc = subprocess.run(cmd, cwd=BOOK_ROOT, env=env, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout or ""
+        if isinstance(partial, bytes):
+            partial = partial.decode("utf-8", "replace")
         pytest.fail(f"book build timed out after {timeout:.0f} s: {' '.join(cmd)}\n"
-                    f"{(exc.stdout or '')[-5000:] if isinstance(exc.stdout, str) else ''}")
+                    f"{partial[-5000:]}")
     elapsed = time.monotonic() - start
     log = proc.stdout + proc.stderr
     html = out / "_build" / "html"
@@ -420,13 +431,21 @@ def test_notebook_pages_show_their_figures(pages, site):
     assert not problems, "\n".join(problems)
 
 
-def test_widgets_have_static_state(pages):
+def test_widgets_render_statically(pages, server):
+    """Every widget view has its state embedded; with the vendored (local) widget loader,
+    Chromium must actually draw every view from that state."""
     problems = []
     for rel, page in pages.items():
+        if not page.widget_views:
+            continue
         for model_id in page.widget_views:
             if model_id not in page.widget_state_ids:
                 problems.append(f"{rel}: widget view {model_id!r} has no embedded state "
                                 "(it would render as nothing in the static page)")
+        local_loader = any("embed-amd" in a and _is_local(a, server) for a in page.assets)
+        if local_loader and page.widgets_rendered < len(page.widget_views):
+            problems.append(f"{rel}: {len(page.widget_views)} widget views, but only "
+                            f"{page.widgets_rendered} were drawn in the browser")
     assert not problems, "\n".join(problems)
 
 
