@@ -13,14 +13,9 @@ from .config import PRESETS, RunConfig  # noqa: E402
 from . import data, freeze, models, results  # noqa: E402
 from .results import Result, load_all  # noqa: E402
 from .results import load as load_result  # noqa: E402
-
-
-def train(config, **kwargs):
-    """Train as ``config`` says; see :func:`bnlib.train.train`."""
-    from .train import train as _train
-
-    return _train(config, **kwargs)
-
+# Imported eagerly so that `bnlib.train` is the function even after `import bnlib.train`
+# (a submodule import would otherwise rebind the package attribute to the module).
+from .train import train  # noqa: E402
 
 __all__ = ["PRESETS", "RunConfig", "Result", "data", "freeze", "models", "results", "train",
            "load_result", "load_all", "__version__"]

@@ -1,0 +1,92 @@
+"""γ/β statistics, the ablation, comparison tables, plots and the command line."""
+import numpy as np
+import pytest
+
+import bnlib
+from bnlib import analysis, cli, freeze, models, plots
+from bnlib.results import Result
+
+
+def fake_result(label="resnet8 bn", policy="bn", gamma_scale=1.0):
+    rng = np.random.default_rng(0)
+    gamma = {"bn_a": np.array([0.0, 0.01, 0.5, -0.02]) * gamma_scale, "bn_b": np.array([1.0, 0.2])}
+    return Result(
+        config={"model": "resnet14", "policy": policy, "name": label},
+        history={"loss": [2.0, 1.5], "accuracy": [0.2, 0.4]}, test_accuracy=0.35, test_loss=1.6,
+        parameters={"trainable": 1120, "total": 175258}, provenance={"data": {"description": "toy"}},
+        gamma=gamma, beta={k: rng.normal(size=v.shape) for k, v in gamma.items()},
+        initial_gamma={k: np.ones_like(v) for k, v in gamma.items()},
+        initial_beta={k: np.zeros_like(v) for k, v in gamma.items()})
+
+
+def test_fraction_below():
+    result = fake_result()
+    assert analysis.fraction_below(result, 0.05) == pytest.approx(3 / 6)
+    assert analysis.fraction_below(result.gamma, 0.001) == pytest.approx(1 / 6)
+    assert analysis.fraction_below(np.array([]), 0.1) != analysis.fraction_below(np.array([]), 0.1)  # nan
+
+
+def test_layer_table_and_sweep():
+    table = analysis.layer_table(fake_result(), 0.05)
+    assert table.loc["bn_a", "|γ|<0.05"] == pytest.approx(0.75) and table.loc["bn_b", "channels"] == 2
+    sweep = analysis.threshold_sweep(fake_result(), thresholds=(0.05, 2.0))
+    assert sweep.loc[0.05, "initial γ"] == 0 and sweep.loc[2.0, "trained γ"] == 1
+
+
+def test_comparison_table_cites_the_paper():
+    table = analysis.comparison_table([fake_result(), fake_result("full", policy="all")])
+    assert table.loc["resnet8 bn", "test acc %"] == 35.0
+    assert table.loc["resnet8 bn", "paper acc % (full CIFAR-10, 160 ep.)"] == "≈48"
+    assert table.loc["full", "data"] == "toy"
+
+
+def test_ablation_zeroes_small_gamma_and_restores():
+    keras_model = freeze.init_batchnorm(models.build("resnet8"), "normal", seed=0)
+    x = np.random.default_rng(0).normal(size=(40, 32, 32, 3)).astype("float32")
+    y = np.argmax(keras_model.predict(x, verbose=0), axis=1)  # baseline accuracy 1 by construction
+    before = [layer.gamma.numpy().copy() for layer in freeze.batchnorm_layers(keras_model)]
+    outcome = analysis.ablate_small_gamma(keras_model, x, y, threshold=0.3)
+    assert outcome["baseline"] == 1.0 and "random_zeroed" in outcome
+    assert 0.1 < outcome["fraction_zeroed"] < 0.4  # |N(0,1)| < 0.3: about 24%
+    for layer, gamma in zip(freeze.batchnorm_layers(keras_model), before):
+        np.testing.assert_array_equal(layer.gamma.numpy(), gamma)
+    # every γ zeroed: each channel outputs its constant β, so every image gets the same class
+    balanced = np.arange(40) % 10
+    everything = analysis.ablate_small_gamma(keras_model, x, balanced, threshold=100.0, control_seed=None)
+    assert everything["fraction_zeroed"] == 1.0 and everything["small_gamma_zeroed"] == pytest.approx(0.1)
+    nothing = analysis.ablate_small_gamma(keras_model, x, y, threshold=0.0, control_seed=None)
+    assert nothing["small_gamma_zeroed"] == 1.0 and nothing["fraction_zeroed"] == 0
+
+
+def test_plots_return_figures():
+    result = fake_result()
+    for figure in (plots.gamma_histogram(result), plots.learning_curves([result]),
+                   plots.accuracy_vs_parameters([result, fake_result("all", "all")]),
+                   plots.gamma_by_layer(result), plots.depth_sweep([result])):
+        assert figure.axes
+
+
+def test_cli_params_and_errors(capsys):
+    assert cli.main(["params", "resnet14"]) == 0
+    out = capsys.readouterr().out
+    assert "175,258" in out and "1,120" in out and "random" in out
+    assert cli.main(["params", "resnet15"]) == 2
+    assert "14 or 20" in capsys.readouterr().err
+    assert cli.main(["train", "--policy", "bnn"]) == 2
+    assert "did you mean 'bn'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "only the BatchNorm" in cli.build_parser().description
+
+
+def test_cli_train_and_report(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--preset", "smoke", "--model", "resnet8", "--epochs", "1",
+                     "--train-per-class", "3", "--test-per-class", "3", "--batch-size", "16",
+                     "--data", str(tiny_npz), "--out", str(out), "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert bnlib.load_result(out).config["model"] == "resnet8"
+    assert cli.main(["report", str(tmp_path), "--csv", str(tmp_path / "t.csv")]) == 0
+    report = capsys.readouterr().out
+    assert "resnet8 bn" in report and "Frankle" in report and (tmp_path / "t.csv").exists()
+    assert cli.main(["report", str(tmp_path / "empty")]) == 2

@@ -1,0 +1,59 @@
+"""RunConfig: presets, validation with helpful messages, round trips."""
+import pytest
+
+from bnlib.config import PRESETS, RunConfig
+
+
+def test_paper_preset_is_the_papers_schedule():
+    config = RunConfig.preset("paper")
+    assert (config.optimizer, config.learning_rate, config.momentum) == ("sgd", 0.1, 0.9)
+    assert config.lr_milestones == (80, 120) and config.lr_decay == 0.1
+    assert (config.epochs, config.batch_size, config.weight_decay, config.augment) == (160, 128, 1e-4, True)
+
+
+def test_article_preset():
+    config = RunConfig.preset("article")
+    assert (config.optimizer, config.learning_rate, config.schedule) == ("adam", 0.01, "constant")
+    assert (config.batch_size, config.epochs, config.augment) == (1024, 50, False)
+
+
+def test_small_profiles_shrink_sizes_not_code():
+    smoke, cpu = RunConfig.preset("smoke"), RunConfig.preset("cpu")
+    assert smoke.epochs < cpu.epochs < RunConfig.preset("paper").epochs
+    assert smoke.train_per_class and cpu.train_per_class
+    assert set(PRESETS) == {"paper", "article", "cpu", "smoke"}
+
+
+def test_defaults_are_the_official_code():
+    config = RunConfig()
+    assert (config.policy, config.gamma_init, config.bn_momentum) == ("bn", "uniform", 0.9)
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (dict(policy="bnn"), "did you mean 'bn'"),
+    (dict(gamma_init="one"), "did you mean 'ones'"),
+    (dict(model="resnet21"), "20 or 26"),
+    (dict(model="wrn14--1"), "positive"),
+    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(batch_size=12.5), "batch_size"),
+    (dict(bn_momentum=1.0), "0.9 matches"),
+    (dict(validation_split=1.5), "validation_split"),
+    (dict(strategy="mirror"), "did you mean 'mirrored'"),
+])
+def test_invalid_values_fail_at_once_on_one_line(overrides, fragment):
+    with pytest.raises(ValueError, match=fragment) as error:
+        RunConfig(**overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_preset_and_field():
+    with pytest.raises(ValueError, match="did you mean 'paper'"):
+        RunConfig.preset("papers")
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        RunConfig.from_dict({"epoch": 3})
+
+
+def test_round_trip():
+    config = RunConfig.preset("cpu", model="wrn14-2", lr_milestones=[3, 5])
+    assert RunConfig.from_dict({**config.to_dict(), "lr_milestones": tuple(config.lr_milestones)}) == config
+    assert config.replace(seed=3).seed == 3 and config.label == "wrn14-2 bn"

@@ -1,0 +1,75 @@
+"""Training end to end: the issue's acceptance run, schedules, results on disk."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import bnlib
+from bnlib import analysis, freeze, results
+from bnlib.config import RunConfig
+from bnlib.train import build_model, configure_runtime, learning_rate
+
+
+def test_bn_only_resnet14_learns_on_the_exact_subset(cifar_subset, tmp_path):
+    """BN-only ResNet-14, 5 epochs on the exact 4,000/1,000 CIFAR-10 subset: >= 25% test accuracy,
+    every convolution kernel unchanged, a loadable result."""
+    config = RunConfig.preset("smoke", model="resnet14", train_per_class=None, test_per_class=None,
+                              epochs=5, data_path=cifar_subset, output_dir=str(tmp_path / "run"))
+    result = bnlib.train(config, verbose=0)
+    assert result.test_accuracy >= 0.25, result.test_accuracy
+    configure_runtime(config)
+    initial = build_model(config)  # the same seed rebuilds the same random convolutions
+    for before, after in zip(freeze.conv_layers(initial), freeze.conv_layers(result.model)):
+        np.testing.assert_array_equal(before.kernel.numpy(), after.kernel.numpy())
+    np.testing.assert_array_equal(freeze.output_layer(initial).kernel.numpy(),
+                                  freeze.output_layer(result.model).kernel.numpy())
+    loaded = results.load(tmp_path / "run")
+    assert loaded.test_accuracy == pytest.approx(result.test_accuracy)
+    assert loaded.epochs_run == 5 and loaded.history["epoch"] == [1, 2, 3, 4, 5]
+    assert loaded.provenance["data"]["description"] == "CIFAR-10 exact subset, 4,000/1,000 images"
+    assert loaded.parameters["trainable"] == 1_120
+    assert set(loaded.gamma) == {layer.name for layer in freeze.batchnorm_layers(result.model)}
+    assert not np.allclose(loaded.all_gamma(), np.concatenate(list(loaded.initial_gamma.values())))
+    # the saved arrays rebuild the trained network exactly
+    rebuilt = analysis.rebuild_model(loaded)
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_schedules():
+    paper = RunConfig.preset("paper")
+    assert [learning_rate(paper, e) for e in (0, 79, 80, 119, 120, 159)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    warm = paper.replace(warmup_epochs=4)
+    assert [learning_rate(warm, e) for e in range(5)] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    cosine = RunConfig(schedule="cosine", epochs=10, learning_rate=1.0)
+    assert learning_rate(cosine, 0) == 1.0 and learning_rate(cosine, 5) == pytest.approx(0.5)
+    assert learning_rate(RunConfig(schedule="constant"), 150) == 0.1
+
+
+def test_result_records_history_schedule_and_provenance(tiny_npz, tmp_path):
+    config = RunConfig(model="resnet8", epochs=3, batch_size=32, schedule="step", lr_milestones=(2,),
+                       learning_rate=0.05, data_path=str(tiny_npz), output_dir=str(tmp_path / "r"),
+                       validation_split=0.2)
+    result = bnlib.train(config, verbose=0)
+    history = result.history
+    assert history["learning_rate"] == pytest.approx([0.05, 0.05, 0.005])
+    assert len(history["epoch_seconds"]) == 3 and "val_accuracy" in history
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert record["config"]["model"] == "resnet8" and record["format_version"] == results.FORMAT_VERSION
+    for key in ("bnlib", "tensorflow", "keras", "device", "data", "wall_seconds"):
+        assert key in record["provenance"]
+    # finished runs are returned, not re-trained
+    again = bnlib.train(config, verbose=0)
+    assert again.model is None and again.test_accuracy == result.test_accuracy
+
+
+def test_policy_all_trains_convolutions(tiny_npz):
+    config = RunConfig(model="resnet8", policy="all", epochs=1, batch_size=32, data_path=str(tiny_npz))
+    result = bnlib.train(config, verbose=0)
+    configure_runtime(config)
+    initial = build_model(config)
+    assert not np.array_equal(freeze.conv_layers(initial)[0].kernel.numpy(),
+                              freeze.conv_layers(result.model)[0].kernel.numpy())
+    assert result.parameters["trainable"] == result.parameters["total"]
