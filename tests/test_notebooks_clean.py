@@ -1,0 +1,33 @@
+"""Notebooks are committed without outputs, each with its title, Colab badge and setup cell."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+BADGE = "https://colab.research.google.com/github/only-batchnorm/only-batchnorm/blob/main/notebooks/{}"
+
+
+def test_there_are_six_chapters():
+    assert len(NOTEBOOKS) == 6, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    dirty = [i for i, cell in enumerate(notebook.cells)
+             if cell.cell_type == "code" and (cell.outputs or cell.execution_count)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; run jupyter nbconvert --clear-output --inplace"
+    assert "widgets" not in notebook.metadata, f"{path.name}: widget state in metadata; clear it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_title_badge_and_setup(path):
+    notebook = nbformat.read(path, as_version=4)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and first.source.lstrip().startswith("# ")
+    assert BADGE.format(path.name) in first.source, f"{path.name}: Colab badge must link to its own path"
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert "google.colab" in code and "notebook.profile()" in code
+    assert "pip install" in code and "tensorflow" not in code.split("pip install")[1].split("\n")[0]
+    assert any(c.cell_type == "markdown" and "Exercises" in c.source for c in notebook.cells)
