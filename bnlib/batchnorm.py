@@ -2,8 +2,11 @@
 
 Keras 3's ``BatchNormalization`` on the TensorFlow backend composes the normalisation out of
 elementwise ops.  TensorFlow has a fused kernel (one op forward, one op backward) that Keras 2 used;
-on a 2-core CPU it makes the BN forward+backward about 3x faster and a whole BN-only training step
-about 1.4x faster.  Keras cannot be asked to use it, hence this subclass.
+Keras 3 cannot be asked to use it, hence this subclass.  Measured on this project's 2-core CPU
+(benchmarks/bench_step.py, a loaded machine): one BN layer's forward+backward about 1.4x faster; a
+whole ResNet-20/56 training step only 1.0-1.05x faster, because the convolutions' backward-data
+passes dominate the step.  The issue that asked for it measured 1.36-1.44x per step on an idle
+machine; re-run the benchmark before relying on either figure.
 
 Everything else is Keras' own layer: the same weights, the same configuration, the same
 serialisation, the same inference path.  Outputs, gradients and moving statistics equal Keras'
@@ -52,7 +55,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         )
         # The fused kernel returns the Bessel-corrected variance; Keras' layer (and the moving
         # average it keeps) uses the biased one.  Keras 2 removed the correction the same way.
-        count = tf.cast(tf.size(x) // tf.size(variance), tf.float32)
+        count = tf.cast(tf.reduce_prod(tf.shape(x, out_type=tf.int64)[:-1]), tf.float32)
         variance = variance * ((count - 1.0) / count)
         momentum = tf.cast(self.momentum, tf.float32)
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))

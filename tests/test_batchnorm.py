@@ -4,8 +4,8 @@ Every comparison copies the same random, non-trivial weights (gamma, beta, movin
 variance) into both layers and feeds inputs whose per-channel mean and variance are far from 0 and
 1, on small batches (so that the Bessel factor n/(n-1) that the fused kernel applies is large
 enough to be seen).  Checked: training-mode outputs, gradients with respect to the inputs, gamma and
-beta, moving statistics after one and several updates, inference-mode outputs, float32 and
-mixed_float16, MirroredStrategy on two logical CPUs (in a subprocess, because logical devices must
+beta, moving statistics after one and several updates, inference-mode outputs, float32,
+mixed_float16 and mixed_bfloat16, epsilon, MirroredStrategy on two logical CPUs (in a subprocess, because logical devices must
 be configured before TensorFlow initialises), the fallback to Keras' code path, serialisation, and
 a two-step BN-only training run.
 """
@@ -31,7 +31,10 @@ from bnlib.batchnorm import BatchNorm  # noqa: E402
 SHAPE = (4, 5, 5, 6)  # 100 values per channel: the Bessel factor is 1.0101
 MOMENTUM = 0.9
 F32 = dict(atol=1e-5, rtol=1e-5)
-F16 = dict(atol=2e-2, rtol=1e-2)  # float16 activations: ulp(4) = 4e-3
+F16 = dict(atol=1e-3, rtol=1e-3)  # about one float16 ulp (2**-10 relative); observed: 0
+BF16 = dict(atol=8e-3, rtol=8e-3)  # about one bfloat16 ulp (2**-7 relative); observed: 0
+TOL = {"float32": F32, "mixed_float16": F16, "mixed_bfloat16": BF16}
+COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # Raised inside Keras' own saving code (tf.Variable.__array__ under NumPy 2), not by bnlib.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -90,11 +93,12 @@ def forward_and_grads(layer, x, w):
     return out, dx, dgamma, dbeta
 
 
-@pytest.fixture
-def mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_float16")
+@pytest.fixture(params=["float32", "mixed_float16", "mixed_bfloat16"])
+def precision(request):
+    """Run the test under a global dtype policy; always restore float32 afterwards."""
+    keras.mixed_precision.set_global_policy(request.param)
     try:
-        yield
+        yield request.param
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -125,13 +129,10 @@ def test_fused_path_is_taken_for_4d_training(fused_calls):
     assert len(fused_calls) == 1
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
-def test_training_outputs_gradients_and_moving_stats(precision, request):
-    if precision == "mixed_float16":
-        request.getfixturevalue("mixed_precision")
-    tol = F32 if precision == "float32" else F16
+def test_training_outputs_gradients_and_moving_stats(precision):
+    tol = TOL[precision]
     fused, ref = layer_pair()
-    assert fused.compute_dtype == ref.compute_dtype == ("float32" if precision == "float32" else "float16")
+    assert fused.compute_dtype == ref.compute_dtype == COMPUTE_DTYPE[precision]
     x = tf.cast(random_inputs(), fused.compute_dtype)
     w = tf.constant(np.random.default_rng(2).normal(size=SHAPE).astype("float32"))
 
@@ -149,11 +150,8 @@ def test_training_outputs_gradients_and_moving_stats(precision, request):
     assert_close(fused.moving_variance, ref.moving_variance, stat_tol, "moving variance, 1 step")
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
-def test_moving_stats_after_several_steps_and_inference(precision, request):
-    if precision == "mixed_float16":
-        request.getfixturevalue("mixed_precision")
-    tol = F32 if precision == "float32" else F16
+def test_moving_stats_after_several_steps_and_inference(precision):
+    tol = TOL[precision]
     stat_tol = F32 if precision == "float32" else dict(atol=1e-4, rtol=1e-4)
     fused, ref = layer_pair()
     for step in range(5):
@@ -172,6 +170,24 @@ def test_moving_stats_after_several_steps_and_inference(precision, request):
     x = tf.cast(random_inputs(seed=99), fused.compute_dtype)
     assert_close(fused(x, training=False), ref(x, training=False), tol, "inference output")
     assert_close(fused(x), ref(x), tol, "output with training=None")
+
+
+@pytest.mark.parametrize("epsilon", [1e-6, 1.001e-5, 1e-1])
+def test_epsilon_is_honoured(epsilon, fused_calls):
+    """Older TensorFlow raised epsilon to at least 1.001e-5 inside fused_batch_norm; a channel
+    with variance 1e-6 makes any such clamp (or a dropped epsilon) visible.  (Its mean is kept
+    small: a large mean would cost float32 input resolution, in both layers alike.)"""
+    fused, ref = layer_pair(epsilon=epsilon)
+    x = random_inputs()
+    c = x[..., 0]
+    x[..., 0] = (c - c.mean()) * 1e-3 / c.std() + 2e-3  # variance 1e-6
+    gamma, beta = (w.astype("float64") for w in random_weights(SHAPE[-1])[:2])
+    x64 = x.astype("float64")
+    exact = (x64 - x64.mean((0, 1, 2))) / np.sqrt(x64.var((0, 1, 2)) + epsilon) * gamma + beta
+    out = fused(x, training=True)
+    assert_close(out, ref(x, training=True), dict(atol=1e-4, rtol=1e-4), "fused vs keras")
+    assert_close(out, exact, dict(atol=1e-4, rtol=1e-4), "fused vs float64 definition")
+    assert len(fused_calls) == 1
 
 
 def test_frozen_layer_uses_moving_stats_and_does_not_update_them(fused_calls):
