@@ -94,7 +94,8 @@ def apply_policy(model: keras.Model, policy: str, seed: int = 0) -> keras.Model:
     output = output_layer(model)
     trainable = set()
     if policy == "all":
-        trainable = {id(v) for v in model.weights if _is_parameter(v, model)}
+        statistics = {id(v) for layer in bn for v in (layer.moving_mean, layer.moving_variance)}
+        trainable = {id(v) for v in model.weights if id(v) not in statistics}
     if policy in ("bn", "bn+output", "gamma"):
         trainable |= {id(layer.gamma) for layer in bn}
     if policy in ("bn", "bn+output", "beta"):
@@ -120,10 +121,6 @@ def apply_policy(model: keras.Model, policy: str, seed: int = 0) -> keras.Model:
 def _is_statistic(layer, variable) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization) and variable.path in (
         layer.moving_mean.path, layer.moving_variance.path)
-
-
-def _is_parameter(variable, model) -> bool:
-    return not any(_is_statistic(layer, variable) for layer in batchnorm_layers(model))
 
 
 def parameter_report(model: keras.Model) -> dict:

@@ -26,7 +26,9 @@ def learning_curves(results: list[Result], metrics=("accuracy",), title: str | N
                 ax.plot(range(1, len(values) + 1), result.history[f"val_{metric}"], "--",
                         color=line.get_color())
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric + (" (dashed: validation)" if any(
+            f"val_{metric}" in r.history for r in results) else ""))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or (provenance_label(results[0]) if results else ""), fontsize=9)
@@ -113,6 +115,7 @@ def depth_sweep(results: list[Result]):
     ax.set_xscale("log")
     depths = sorted({d for points in by_policy.values() for d, _ in points})
     ax.set_xticks(depths, [str(d) for d in depths])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("ResNet depth")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
