@@ -113,7 +113,8 @@ def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
     return resolver.task_type == "worker" and not has_chief and (resolver.task_id or 0) == 0
 
 
-def _cluster_sum(strategy: tf.distribute.Strategy, values: list, chief_only: bool = False) -> list[int]:
+def _cluster_sum(strategy: tf.distribute.Strategy, values: list,
+                 chief_only: bool = False) -> list[int]:
     """The sum of ``values`` (small integers) over every replica in the cluster; with
     ``chief_only``, the chief's values on every worker (only replica 0, the chief's first device,
     contributes), so that the workers follow the chief's decisions."""
@@ -347,11 +348,14 @@ def configure_runtime(config: RunConfig) -> None:
 
 
 def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
-          callbacks: list | None = None) -> results.Result:
+          callbacks: list | None = None, model: keras.Model | None = None) -> results.Result:
     """Train as ``config`` says and return the Result (also saved in ``config.output_dir``).
 
     Re-running with the same config and output folder resumes an interrupted run, or returns the
-    saved result of a finished one.  ``verbose=2`` prints one line per epoch.
+    saved result of a finished one.  ``verbose=2`` prints one line per epoch.  Pass ``model`` to
+    continue training a network you already have (e.g. ``previous.model``, for BN-only then full
+    training) instead of building ``config.model``: ``config.policy`` is applied to it and its
+    weights are kept (one device only).
     """
     started = time.perf_counter()
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.  Only the chief writes
@@ -366,17 +370,21 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
         return results.load(folder)
     policy_before = keras.mixed_precision.global_policy()
     try:
-        return _train(config, folder, strategy, chief, verbose, callbacks or [], started)
+        return _train(config, folder, strategy, chief, verbose, callbacks or [], started, model)
     finally:
         keras.mixed_precision.set_global_policy(policy_before)
 
 
-def _train(config, folder, strategy, chief, verbose, extra_callbacks, started) -> results.Result:
+def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
+           model=None) -> results.Result:
     configure_runtime(config)
     splits = data_module.prepare(config)
     strategy = strategy or make_strategy(config.strategy)
     with strategy.scope():
-        model = build_model(config, splits.num_classes)
+        if model is None:
+            model = build_model(config, splits.num_classes)
+        else:
+            freeze.apply_policy(model, config.policy, seed=config.seed)
         if strategy.num_replicas_in_sync > 1:
             # Statistics of the global batch, as on one device (Keras' default is per-device
             # statistics), so the result does not depend on how many devices share a batch.
