@@ -66,3 +66,20 @@ def cifar_subset():
     if not path or not os.path.exists(path):
         pytest.skip("set BNLIB_CIFAR10 to the exact CIFAR-10 subset (.ci/run does)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_tf_state():
+    """In-process deterministic runs switch on TensorFlow op determinism; switch it off again."""
+    yield
+    from tensorflow.python.framework import config as tf_config
+
+    tf_config.disable_op_determinism()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """200 tiny training images in the real .npz format (tests of long runs and distribution)."""
+    from run_helpers import write_tiny_cifar
+
+    return write_tiny_cifar(tmp_path_factory.mktemp("data") / "tiny.npz")

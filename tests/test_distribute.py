@@ -22,22 +22,9 @@ from bnlib import results
 from bnlib.config import RunConfig
 from bnlib.train import BACKUP, is_chief, make_strategy
 
-from run_helpers import finish_script, flat, run_script, start_script, write_tiny_cifar
+from run_helpers import finish_script, flat, run_script, start_script
 
 TOLERANCE = dict(rtol=0, atol=1e-3)
-
-
-@pytest.fixture(autouse=True)
-def _restore_tf_state():
-    yield
-    from tensorflow.python.framework import config as tf_config
-
-    tf_config.disable_op_determinism()
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_tiny_cifar(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 def short_config(data, output_dir=None, **changes) -> dict:

@@ -26,7 +26,7 @@ from bnlib.data import DataError
 from bnlib.results import ResultFormatError
 from bnlib.train import BACKUP, LATEST, METADATA, DivergenceError, RunConflictError
 
-from run_helpers import flat, run_script, start_script, write_tiny_cifar
+from run_helpers import flat, run_script, start_script
 
 train_module = importlib.import_module("bnlib.train")  # `bnlib.train` is the function
 
@@ -40,20 +40,6 @@ def long_config(data, output_dir, **changes) -> dict:
     return {**dict(model="resnet8", policy="bn", data_path=str(data), epochs=EPOCHS, batch_size=32,
                    optimizer="sgd", learning_rate=0.05, schedule="cosine", warmup_epochs=1,
                    deterministic=True, output_dir=output_dir and str(output_dir)), **changes}
-
-
-@pytest.fixture(autouse=True)
-def _restore_tf_state():
-    """In-process runs switch on TensorFlow op determinism; switch it off for other tests."""
-    yield
-    from tensorflow.python.framework import config as tf_config
-
-    tf_config.disable_op_determinism()
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_tiny_cifar(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 @pytest.fixture(scope="module")
