@@ -29,6 +29,12 @@ Usage::
     python benchmarks/bench_step.py --models resnet20,resnet56 --rounds 3 --steps 10
     python benchmarks/bench_step.py --xla --models resnet20 --rounds 2 --steps 5
     python benchmarks/bench_step.py --models resnet20 --breakdown   # forward/backward split
+    TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/bench_step.py          # TensorFlow's Eigen kernels
+
+Every variant runs with bnlib's TensorFlow defaults (bnlib is imported before TensorFlow, so
+TensorFlow's oneDNN CPU kernels are on unless TF_ENABLE_ONEDNN_OPTS=0), in one process, so the
+seed-article variant gets the same kernels as bnlib's.  ``profile_step.py`` shows, per op type,
+where each variant's step time goes.
 """
 from __future__ import annotations
 
@@ -44,12 +50,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import bnlib  # noqa: E402,F401  (first: its TensorFlow defaults, oneDNN on, apply to every variant)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from bnlib import models as bn_models  # noqa: E402
 from bnlib.batchnorm import BatchNorm  # noqa: E402
+from bnlib.train import onednn_enabled  # noqa: E402
 
 LABELS = {
     "seed": "(a) keras BN-only (seed article)",
@@ -321,7 +329,8 @@ def machine_info(args) -> list[str]:
         f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}, "
         f"GPUs: {len(gpus)}; intra/inter-op threads: "
         f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}/"
-        f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}",
+        f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}; oneDNN CPU kernels: "
+        f"{'on' if onednn_enabled() else 'off'} (TF_ENABLE_ONEDNN_OPTS=0/1 to compare)",
         f"- XLA (jit_compile): {'on' if args.xla else 'off'}; batch {args.batch}; "
         f"{args.rounds} rounds x {args.steps} steps per variant; random 32x32x3 data",
     ]

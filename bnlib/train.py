@@ -181,7 +181,16 @@ def describe_device() -> str:
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"{len(gpus)} x GPU {details.get('device_name', '')}".strip()
-    return f"CPU ({os.cpu_count()} cores)"
+    return f"CPU ({os.cpu_count()} cores, oneDNN {'on' if onednn_enabled() else 'off'})"
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels (see ``bnlib/__init__.py``)."""
+    try:  # TensorFlow has no public accessor for this.
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
 
 
 # --------------------------------------------------------------------------------- callbacks
@@ -347,6 +356,17 @@ def configure_runtime(config: RunConfig) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
 
 
+def _op_determinism_enabled() -> bool:
+    # TensorFlow exports enable_op_determinism but not its query or its inverse.
+    from tensorflow.python.framework import config as tf_config
+    return tf_config.is_op_determinism_enabled()
+
+
+def _disable_op_determinism() -> None:
+    from tensorflow.python.framework import config as tf_config
+    tf_config.disable_op_determinism()
+
+
 def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
           callbacks: list | None = None, model: keras.Model | None = None) -> results.Result:
     """Train as ``config`` says and return the Result (also saved in ``config.output_dir``).
@@ -368,11 +388,16 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
         finished = bool(_cluster_sum(strategy, [finished], chief_only=True)[0])
     if finished:
         return results.load(folder)
+    # Process-wide settings a run changes are put back afterwards, so that a deterministic or
+    # mixed-precision run in a notebook does not change the cells after it.
     policy_before = keras.mixed_precision.global_policy()
+    determinism_before = _op_determinism_enabled()
     try:
         return _train(config, folder, strategy, chief, verbose, callbacks or [], started, model)
     finally:
         keras.mixed_precision.set_global_policy(policy_before)
+        if config.deterministic and not determinism_before:
+            _disable_op_determinism()
 
 
 def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,

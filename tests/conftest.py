@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# bnlib first, before any test module imports TensorFlow, so that the suite runs with bnlib's
+# TensorFlow defaults (oneDNN CPU kernels on, see bnlib/__init__.py), as users do.
+import bnlib  # noqa: E402,F401
+
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -66,15 +70,6 @@ def cifar_subset():
     if not path or not os.path.exists(path):
         pytest.skip("set BNLIB_CIFAR10 to the exact CIFAR-10 subset (.ci/run does)")
     return path
-
-
-@pytest.fixture(autouse=True)
-def _restore_tf_state():
-    """In-process deterministic runs switch on TensorFlow op determinism; switch it off again."""
-    yield
-    from tensorflow.python.framework import config as tf_config
-
-    tf_config.disable_op_determinism()
 
 
 @pytest.fixture(scope="module")

@@ -267,6 +267,19 @@ def tiny_model(bn_class, name="tiny"):
     return keras.Model(inputs, outputs, name=name)
 
 
+@pytest.mark.parametrize("setting, expected", [(None, "on"), ("0", "off"), ("1", "on")])
+def test_onednn_is_on_by_default_and_can_be_turned_off(setting, expected):
+    """bnlib turns TensorFlow's oneDNN CPU kernels on unless TF_ENABLE_ONEDNN_OPTS says otherwise,
+    and the device description that goes into every result's provenance says which."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = "import bnlib; from bnlib.train import describe_device; print(describe_device())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert f"oneDNN {expected}" in out, out
+
+
 def test_config_round_trip():
     layer = BatchNorm(momentum=0.8, epsilon=1e-4, name="bn", gamma_initializer="ones")
     clone = BatchNorm.from_config(layer.get_config())

@@ -17,6 +17,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import bnlib
 from bnlib import data as data_module
@@ -395,6 +396,23 @@ def test_result_writes_are_atomic(tmp_path, monkeypatch, crash_in):
 
 
 # ------------------------------------------------------------------------------- determinism
+
+def test_a_deterministic_run_switches_op_determinism_off_again(data):
+    """Op determinism (slower ops) is process-wide: train() must not leave it on for the
+    notebook cells after a deterministic run, nor switch it off when the user had it on."""
+    from tensorflow.python.framework import config as tf_config
+
+    config = bnlib.RunConfig(**long_config(data, None, epochs=1))
+    assert not tf_config.is_op_determinism_enabled()
+    bnlib.train(config, verbose=0)
+    assert not tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        bnlib.train(config, verbose=0)
+        assert tf_config.is_op_determinism_enabled()
+    finally:
+        tf_config.disable_op_determinism()
+
 
 def test_deterministic_runs_are_bit_identical(reference, data, runs):
     again = run_script({"config": long_config(data, runs / "reference-again")})

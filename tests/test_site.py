@@ -14,7 +14,8 @@ The test
         and, with the vendored widget loader (book/_widgets), is drawn by the browser;
       - no internal link (local href, with or without #anchor) is broken: the target is
         served with HTTP 200 and, for anchors into HTML pages, the id exists;
-      - local stylesheets and scripts resolve.
+      - local stylesheets and scripts resolve;
+      - every formula is typeset by the vendored MathJax (book/_mathjax), with no internet.
 
 Environment variables
   BNLIB_SITE_BUILT=1        use <root>/_build/html instead of building.
@@ -111,6 +112,8 @@ class Page:
     widget_views: list = field(default_factory=list)  # model ids
     widget_state_ids: set = field(default_factory=set)
     widgets_rendered: int = 0  # widget views drawn by the html-manager (div.widget-subarea)
+    formulas: int = 0  # Sphinx math elements (span.math / div.math), TeX inside
+    formulas_typeset: int = 0  # MathJax output elements (mjx-container)
     has_main: bool = False
     meta_refresh: str | None = None
 
@@ -155,6 +158,10 @@ class _DomParser(HTMLParser):
             self._script_text = []
         if "widget-subarea" in classes:
             self.page.widgets_rendered += 1
+        if "math" in classes and tag in ("span", "div"):
+            self.page.formulas += 1
+        if tag == "mjx-container":
+            self.page.formulas_typeset += 1
         if tag == "main" or "bd-article" in classes:
             self.page.has_main = True
         elif tag == "meta" and a.get("http-equiv", "").lower() == "refresh":
@@ -496,4 +503,21 @@ def test_local_assets_resolve(pages, server):
                 status = http_status(url.split("?", 1)[0])
                 if status != 200:
                     problems.append(f"{rel}: asset {src!r} -> HTTP {status}")
+    assert not problems, "\n".join(problems)
+
+
+def test_formulas_are_typeset_offline(pages, server):
+    """Sphinx writes each formula as TeX in a span.math/div.math; the vendored MathJax must load
+    from the site itself and replace every one of them in the browser (no CDN, no raw TeX)."""
+    problems, with_math = [], 0
+    for rel, page in pages.items():
+        if not page.formulas:
+            continue
+        with_math += 1
+        loaders = [a for a in page.assets if "mathjax" in a.lower()]
+        if not loaders or not all(_is_local(a, server) for a in loaders):
+            problems.append(f"{rel}: MathJax is not loaded from the site itself: {loaders}")
+        if page.formulas_typeset < page.formulas:
+            problems.append(f"{rel}: {page.formulas} formulas, {page.formulas_typeset} typeset")
+    assert with_math >= 3, f"only {with_math} pages with formulas; the book's chapters have more"
     assert not problems, "\n".join(problems)
