@@ -20,6 +20,40 @@ import os as _os
 # off.  Results record whether it was on (``provenance["device"]``).
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras without the oneDNN notice they write to stderr.
+
+    The notice ("oneDNN custom operations are on ...", twice, with absl's pre-initialisation
+    warning) is written straight to file descriptor 2 before TensorFlow's logging starts, so
+    TF_CPP_MIN_LOG_LEVEL cannot silence it, and notebooks show it under their first cell.  Every
+    other line written during the import is passed on to stderr unchanged.
+    """
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    noise = ("oneDNN custom operations are on", "before absl::InitializeLog() is called")
+    sys.stderr.flush()
+    saved = _os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        _os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401  (imports tensorflow)
+        finally:
+            sys.stderr.flush()
+            _os.dup2(saved, 2)
+            _os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(text in line for text in noise):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+_import_tensorflow_quietly()
+
 from .config import PRESETS, RunConfig  # noqa: E402
 from . import data, freeze, models, results  # noqa: E402
 from .results import Result, load_all  # noqa: E402

@@ -275,9 +275,20 @@ def test_onednn_is_on_by_default_and_can_be_turned_off(setting, expected):
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
     code = "import bnlib; from bnlib.train import describe_device; print(describe_device())"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300, check=True).stdout
-    assert f"oneDNN {expected}" in out, out
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, check=True)
+    assert f"oneDNN {expected}" in proc.stdout, proc.stdout
+    # ... and importing bnlib keeps TensorFlow's oneDNN notice out of stderr (notebook outputs).
+    assert "oneDNN custom operations" not in proc.stderr, proc.stderr
+
+
+def test_quiet_import_passes_other_stderr_lines_on():
+    """Only the oneDNN notice is dropped: TensorFlow's other start-up lines still reach stderr."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    proc = subprocess.run([sys.executable, "-c", "import bnlib"], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    assert "cpu_feature_guard" in proc.stderr or "I0000" in proc.stderr, proc.stderr
+    assert "oneDNN custom operations" not in proc.stderr, proc.stderr
 
 
 def test_config_round_trip():
