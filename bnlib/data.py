@@ -111,7 +111,10 @@ def _load_npz(path: Path) -> dict:
         raise DataError(f"{path} is not a readable .npz archive ({error}); re-create it.") from None
     keys = set(archive.files)
     if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-        return {k: archive[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        arrays = {k: archive[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        if "parent" in keys:  # a class subset written by bnlib.beyond.task_config
+            arrays["parent"] = str(archive["parent"])
+        return arrays
     if {"train_jpeg", "train_offsets", "test_jpeg", "test_offsets", "y_train", "y_test"} <= keys:
         return {
             "x_train": decode_jpegs(archive["train_jpeg"], archive["train_offsets"]),
@@ -223,9 +226,12 @@ def _finish(arrays: dict, dataset: str, source: dict) -> Dataset:
             raise DataError(f"y_{split} must hold integer labels in [0, {num_classes}); found "
                             f"{y.dtype} in [{y.min()}, {y.max()}] — is this the right dataset?")
         arrays[f"y_{split}"] = y.astype(np.int64)
+    parent = arrays.pop("parent", None)
     fingerprint = hashlib.sha256(arrays["x_train"].tobytes()).hexdigest()
     if fingerprint in KNOWN_PIXELS:
         description = KNOWN_PIXELS[fingerprint]
+    elif parent:
+        description = f"class subset ({Path(str(source.get('path'))).name}) of: {parent}"
     elif source.get("original"):
         description = f"{dataset.upper().replace('CIFAR', 'CIFAR-')} (original, via {source['kind']})"
     else:

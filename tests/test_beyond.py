@@ -40,6 +40,9 @@ def test_task_config_writes_a_loadable_split(tiny_npz, tmp_path):
     expected = parent.x_train[parent.y_train == 6][:4]
     np.testing.assert_array_equal(splits.x_train[splits.y_train == 1], expected)
     assert beyond.parent_description(config) == parent.description
+    # and the data description every result records names the parent data
+    assert parent.description in splits.source["description"]
+    assert splits.source["description"].startswith("class subset")
 
 
 def test_transfer_model_copies_weights_and_is_independent():
