@@ -19,6 +19,9 @@ import os as _os
 # so this default only applies when bnlib is imported first; TF_ENABLE_ONEDNN_OPTS=0 turns it
 # off.  Results record whether it was on (``provenance["device"]``).
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow's C++ INFO lines (CPU feature notices and the like) are noise in notebooks and logs;
+# warnings and errors still show.  TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def _import_tensorflow_quietly() -> None:

@@ -2,11 +2,12 @@
 
 Keras 3's ``BatchNormalization`` on the TensorFlow backend composes the normalisation out of
 elementwise ops.  TensorFlow has a fused kernel (one op forward, one op backward) that Keras 2 used;
-Keras 3 cannot be asked to use it, hence this subclass.  Measured on this project's 2-core CPU
-(benchmarks/bench_step.py, a loaded machine): one BN layer's forward+backward about 1.4x faster; a
-whole ResNet-20/56 training step only 1.0-1.05x faster, because the convolutions' backward-data
-passes dominate the step.  The issue that asked for it measured 1.36-1.44x per step on an idle
-machine; re-run the benchmark before relying on either figure.
+Keras 3 cannot be asked to use it, hence this subclass.  How much it wins depends on TensorFlow's
+CPU kernels (benchmarks/bench_step.py and profile_step.py, 2-core AVX2 EPYC, ResNet-20, batch 128):
+with oneDNN's kernels (bnlib's default, see ``bnlib/__init__.py``) one BN layer's forward+backward
+is about 2.7x faster and a BN-only training step about 1.35x faster than with Keras' layer; with
+TensorFlow's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0) the fused gradient kernel is slow and the
+step gains nothing.  See the README's performance section for the latest measured table.
 
 Everything else is Keras' own layer: the same weights, the same configuration, the same
 serialisation, the same inference path.  Outputs, gradients and moving statistics equal Keras'
