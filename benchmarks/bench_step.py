@@ -57,7 +57,7 @@ import keras  # noqa: E402
 
 from bnlib import models as bn_models  # noqa: E402
 from bnlib.batchnorm import BatchNorm  # noqa: E402
-from bnlib.train import onednn_enabled  # noqa: E402
+from bnlib.runtime import onednn_enabled  # noqa: E402
 
 LABELS = {
     "seed": "(a) keras BN-only (seed article)",

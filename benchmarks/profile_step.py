@@ -28,7 +28,7 @@ from bench_step import LABELS, make_variant  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from bnlib.train import onednn_enabled  # noqa: E402
+from bnlib.runtime import onednn_enabled  # noqa: E402
 
 VARIANTS = ("seed", "bnlib", "full")
 # Op-type groups that answer "which part of the network costs what".

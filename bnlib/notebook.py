@@ -33,7 +33,7 @@ def versions() -> str:
     import tensorflow as tf
 
     from . import __version__
-    from .train import describe_device
+    from .runtime import describe_device
 
     return (f"bnlib {__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
             f"Python {platform.python_version()}, {describe_device()}")

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_module
-from . import freeze, models, results
+from . import freeze, models, results, runtime
 from .config import RunConfig
 
 BACKUP = "backup"
@@ -174,23 +174,6 @@ def _multiworker_keras_fixes(strategy: tf.distribute.Strategy):
     finally:
         tf_trainer.reduce_per_replica = original_reduce
         tf_trainer.TensorFlowTrainer._maybe_symbolic_build = original_build
-
-
-def describe_device() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"{len(gpus)} x GPU {details.get('device_name', '')}".strip()
-    return f"CPU ({os.cpu_count()} cores, oneDNN {'on' if onednn_enabled() else 'off'})"
-
-
-def onednn_enabled() -> bool:
-    """Whether TensorFlow runs its oneDNN CPU kernels (see ``bnlib/__init__.py``)."""
-    try:  # TensorFlow has no public accessor for this.
-        from tensorflow.python.util import _pywrap_util_port
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return False
 
 
 # --------------------------------------------------------------------------------- callbacks
@@ -356,17 +339,6 @@ def configure_runtime(config: RunConfig) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
 
 
-def _op_determinism_enabled() -> bool:
-    # TensorFlow exports enable_op_determinism but not its query or its inverse.
-    from tensorflow.python.framework import config as tf_config
-    return tf_config.is_op_determinism_enabled()
-
-
-def _disable_op_determinism() -> None:
-    from tensorflow.python.framework import config as tf_config
-    tf_config.disable_op_determinism()
-
-
 def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
           callbacks: list | None = None, model: keras.Model | None = None) -> results.Result:
     """Train as ``config`` says and return the Result (also saved in ``config.output_dir``).
@@ -391,13 +363,13 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
     # Process-wide settings a run changes are put back afterwards, so that a deterministic or
     # mixed-precision run in a notebook does not change the cells after it.
     policy_before = keras.mixed_precision.global_policy()
-    determinism_before = _op_determinism_enabled()
+    determinism_before = runtime.op_determinism_enabled()
     try:
         return _train(config, folder, strategy, chief, verbose, callbacks or [], started, model)
     finally:
         keras.mixed_precision.set_global_policy(policy_before)
         if config.deterministic and not determinism_before:
-            _disable_op_determinism()
+            runtime.disable_op_determinism()
 
 
 def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
@@ -477,7 +449,7 @@ def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
         test_accuracy=float(test_accuracy), test_loss=float(test_loss),
         parameters=freeze.parameter_report(model),
         provenance=results.provenance(splits.source, time.perf_counter() - started,
-                                      describe_device()),
+                                      runtime.describe_device()),
         gamma={k: v[0] for k, v in final.items()}, beta={k: v[1] for k, v in final.items()},
         initial_gamma={k: v[0] for k, v in initial.items()},
         initial_beta={k: v[1] for k, v in initial.items()},

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # bnlib first, before any test module imports TensorFlow, so that the suite runs with bnlib's
-# TensorFlow defaults (oneDNN CPU kernels on, see bnlib/__init__.py), as users do.
+# TensorFlow defaults (oneDNN CPU kernels on, see bnlib/runtime.py), as users do.
 import bnlib  # noqa: E402,F401
 
 

@@ -274,7 +274,7 @@ def test_onednn_is_on_by_default_and_can_be_turned_off(setting, expected):
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    code = "import bnlib; from bnlib.train import describe_device; print(describe_device())"
+    code = "import bnlib; from bnlib.runtime import describe_device; print(describe_device())"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=300, check=True)
     assert f"oneDNN {expected}" in proc.stdout, proc.stdout
