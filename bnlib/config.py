@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 POLICIES = ("all", "bn", "bn+output", "output", "gamma", "beta", "none", "random")
 GAMMA_INITS = ("ones", "uniform", "normal", "he_normal")

@@ -10,7 +10,6 @@ by ~1e-2 here.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import types
 

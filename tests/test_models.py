@@ -1,5 +1,4 @@
 """Model builders: architecture, exact parameter counts, names and their errors."""
-import keras
 import numpy as np
 import pytest
 

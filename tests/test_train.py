@@ -1,7 +1,6 @@
 """Training end to end: the issue's acceptance run, schedules, results on disk."""
 import json
 
-import keras
 import numpy as np
 import pytest
 
