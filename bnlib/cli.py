@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("paths", nargs="+", metavar="RESULTS", help="result folders or roots")
     report.add_argument("--threshold", type=float, default=0.05, help="|γ| threshold (default 0.05)")
     report.add_argument("--csv", help="also write the table to this CSV file")
+    report.add_argument("--markdown", action="store_true",
+                        help="print the table as Markdown (for a README or a book page)")
 
     params = commands.add_parser("params", help="count parameters of a model for every policy",
                                  description="Trainable / frozen / BN-statistics counts per policy.")
@@ -111,9 +113,12 @@ def _report(args) -> int:
     if not found:
         raise ValueError(f"No result.json under {', '.join(args.paths)}; train with --out first.")
     table = analysis.comparison_table(found, args.threshold)
-    with pd.option_context("display.max_columns", None, "display.width", 200,
-                           "display.max_colwidth", 40):
-        print(table.to_string())
+    if args.markdown:
+        print(table.to_markdown(floatfmt=".3g"))
+    else:
+        with pd.option_context("display.max_columns", None, "display.width", 200,
+                               "display.max_colwidth", 40):
+            print(table.to_string())
     print(f"\npaper: {analysis.PAPER_CITATION}")
     if args.csv:
         table.to_csv(args.csv)

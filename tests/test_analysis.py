@@ -90,3 +90,7 @@ def test_cli_train_and_report(tiny_npz, tmp_path, capsys):
     report = capsys.readouterr().out
     assert "resnet8 bn" in report and "Frankle" in report and (tmp_path / "t.csv").exists()
     assert cli.main(["report", str(tmp_path / "empty")]) == 2
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| run") and set(lines[1]) <= set("|-: ") and "resnet8 bn" in lines[2]
