@@ -17,7 +17,8 @@ import tempfile
 # oneDNN, BN-only training is 1.34x (ResNet-20) / 1.36x (ResNet-56) faster than the seed article's
 # set-up (1.01x / 1.06x with Eigen), and every variant's step is about 1.5-2x faster.  The variable
 # is read once, when TensorFlow is imported, so this default only applies when bnlib is imported
-# first; TF_ENABLE_ONEDNN_OPTS=0 turns it off.  Results record whether it was on (``provenance["device"]``, from describe_device).
+# first; TF_ENABLE_ONEDNN_OPTS=0 turns it off.  Results record whether it was on
+# (``provenance["device"]``, from describe_device).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # TensorFlow's C++ INFO lines (CPU feature notices and the like) are noise in notebooks and logs;
 # warnings and errors still show.  TF_CPP_MIN_LOG_LEVEL=0 brings them back.
@@ -36,7 +37,11 @@ def _import_tensorflow_quietly() -> None:
         return
     noise = ("oneDNN custom operations are on", "before absl::InitializeLog() is called")
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable file descriptor 2 (a detached process): nothing to keep clean
+        import keras  # noqa: F401
+        return
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
