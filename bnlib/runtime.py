@@ -36,10 +36,10 @@ def _import_tensorflow_quietly() -> None:
     if "tensorflow" in sys.modules:
         return
     noise = ("oneDNN custom operations are on", "before absl::InitializeLog() is called")
-    sys.stderr.flush()
     try:
+        sys.stderr.flush()
         saved = os.dup(2)
-    except OSError:  # no usable file descriptor 2 (a detached process): nothing to keep clean
+    except (AttributeError, OSError):  # no stderr at all (a detached process): nothing to keep clean
         import keras  # noqa: F401
         return
     with tempfile.TemporaryFile(mode="w+b") as captured:
