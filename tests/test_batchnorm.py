@@ -291,6 +291,14 @@ def test_quiet_import_passes_other_stderr_lines_on():
     assert "oneDNN custom operations" not in proc.stderr, proc.stderr
 
 
+def test_import_works_without_stderr():
+    """A detached process (no file descriptor 2, sys.stderr is None) can still import bnlib."""
+    proc = subprocess.run([sys.executable, "-c", "import bnlib; print('imported')"],
+                          capture_output=False, stdout=subprocess.PIPE, text=True, timeout=300,
+                          preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 0 and "imported" in proc.stdout
+
+
 def test_config_round_trip():
     layer = BatchNorm(momentum=0.8, epsilon=1e-4, name="bn", gamma_initializer="ones")
     clone = BatchNorm.from_config(layer.get_config())
