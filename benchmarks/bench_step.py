@@ -12,9 +12,15 @@ Variants, per model (random 32x32x3 data, no disk access):
 * (c) ``full``:  bnlib's model with everything trainable.
 * optional ``keras-vars``: Keras' BN with bnlib's variable flags (isolates the fused kernel).
 * optional ``fed``: (b) fed by the tf.data pipeline below instead of a fixed batch (first model).
+* optional ``bnlib-xla`` / ``full-xla``: (b) / (c) compiled with XLA (``jit_compile=True``), to
+  measure XLA's effect in the same process (``--xla`` instead compiles every Keras variant with it).
+* optional ``torch-bn`` / ``torch-full``: the same ResNet in PyTorch (``torch_resnet.py``, eager,
+  channels-last unless ``--torch-format contiguous``), BN-only and full, SGD momentum 0.9; needs a
+  PyTorch CPU build (``pip install torch --index-url https://download.pytorch.org/whl/cpu``).
 
-All variants are compiled with SGD (momentum 0.9) and sparse cross-entropy and stepped with
-``train_on_batch`` (synchronous: it returns the loss as a number).  They live in one process and
+All Keras variants are compiled with SGD (momentum 0.9) and sparse cross-entropy and stepped with
+``train_on_batch`` (synchronous: it returns the loss as a number); PyTorch steps end with
+``loss.item()``.  They live in one process and
 are timed in interleaved rounds, because absolute speed drifts by up to 1.8x on shared machines:
 within a round the variants alternate step by step (the order rotates each round); the table
 reports the median step time over all timed steps, and each ratio is the median, over steps, of the
@@ -29,6 +35,7 @@ Usage::
     python benchmarks/bench_step.py --models resnet20,resnet56 --rounds 3 --steps 10
     python benchmarks/bench_step.py --xla --models resnet20 --rounds 2 --steps 5
     python benchmarks/bench_step.py --models resnet20 --breakdown   # forward/backward split
+    python benchmarks/bench_step.py --variants seed,bnlib,full,torch-bn,torch-full   # vs PyTorch
     TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/bench_step.py          # TensorFlow's Eigen kernels
 
 Every variant runs with bnlib's TensorFlow defaults (bnlib is imported before TensorFlow, so
@@ -65,7 +72,22 @@ LABELS = {
     "full": "(c) bnlib full",
     "keras-vars": "keras BN, variable flags",
     "fed": "(b) fed by tf.data",
+    "bnlib-xla": "(b) with XLA",
+    "full-xla": "(c) with XLA",
+    "torch-bn": "(d) PyTorch BN-only",
+    "torch-full": "(e) PyTorch full",
 }
+TORCH_VARIANTS = {"torch-bn": "bn", "torch-full": "all"}
+RATIOS = [  # (column header, numerator variant, denominator variant): step-time ratios
+    ("bnlib BN-only speed-up over seed article = t(a)/t(b)", "seed", "bnlib"),
+    ("BN-only / full step time = t(b)/t(c)", "bnlib", "full"),
+    ("fused-kernel effect = t(keras-vars)/t(b)", "keras-vars", "bnlib"),
+    ("XLA effect on BN-only = t(b)/t(b with XLA)", "bnlib", "bnlib-xla"),
+    ("XLA effect on full = t(c)/t(c with XLA)", "full", "full-xla"),
+    ("bnlib BN-only speed vs PyTorch BN-only = t(d)/t(b)", "torch-bn", "bnlib"),
+    ("bnlib full speed vs PyTorch full = t(e)/t(c)", "torch-full", "full"),
+    ("PyTorch BN-only / full step time = t(d)/t(e)", "torch-bn", "torch-full"),
+]
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -81,6 +103,8 @@ def parse_args(argv=None):
                    help="comma-separated subset of: seed, bnlib, full, keras-vars, fed")
     p.add_argument("--pipeline-images", type=int, default=50_000)
     p.add_argument("--no-pipeline", action="store_true", help="skip the tf.data measurement")
+    p.add_argument("--torch-format", choices=("channels_last", "contiguous"), default="channels_last",
+                   help="PyTorch memory format (channels_last is the faster one on CPUs)")
     p.add_argument("--breakdown", action="store_true",
                    help="also time forward / backward / optimizer for the first model, and one BN layer")
     args = p.parse_args(argv)
@@ -91,6 +115,12 @@ def parse_args(argv=None):
         p.error(f"unknown variants {sorted(unknown)}; choose from {sorted(LABELS)}")
     if "fed" in args.variants and args.no_pipeline:
         p.error("variant 'fed' needs the pipeline; drop --no-pipeline")
+    if TORCH_VARIANTS.keys() & set(args.variants):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            p.error("variants torch-bn/torch-full need PyTorch: pip install torch "
+                    "--index-url https://download.pytorch.org/whl/cpu (or drop them)")
     return args
 
 
@@ -145,9 +175,23 @@ def make_variant(name: str, variant: str, xla: bool) -> keras.Model:
     elif variant == "keras-vars":
         model = keras_bn_clone(model)
         freeze_variables_bnlib(model)
-    elif variant in ("bnlib", "fed"):
+    elif variant in ("bnlib", "fed", "bnlib-xla"):
         freeze_variables_bnlib(model)
-    return compile_model(model, xla)
+    return compile_model(model, xla or variant.endswith("-xla"))
+
+
+def make_torch_step(name: str, variant: str, data, args):
+    """(step(), trainable parameter count) for the PyTorch model; asserts bnlib's parameter counts."""
+    import torch_resnet  # benchmarks/torch_resnet.py; imports torch
+
+    model = torch_resnet.build(name, TORCH_VARIANTS[variant])
+    expected = count_params(bn_models.build(name).trainable_variables)  # γ, β, kernels, biases
+    if torch_resnet.parameter_count(model) != expected:
+        raise SystemExit(f"PyTorch {name} has {torch_resnet.parameter_count(model):,} parameters, "
+                         f"bnlib's {expected:,}: fix benchmarks/torch_resnet.py")
+    x, y = (t.numpy() for t in data)
+    step = torch_resnet.Stepper(model, x, y, channels_last=args.torch_format == "channels_last")
+    return step, torch_resnet.parameter_count(model, trainable_only=True)
 
 
 def count_params(variables) -> int:
@@ -203,14 +247,13 @@ def time_pipeline(ds: tf.data.Dataset, batch: int) -> dict:
 # timing
 
 
-def run_rounds(runs: dict, data, fed_iter, args) -> dict:
-    """runs: {(model, variant): keras.Model}.  Returns {(model, variant): [[seconds per step]] per round}.
+def run_rounds(runs: dict, args) -> dict:
+    """runs: {(model, variant): step()}.  Returns {(model, variant): [[seconds per step]] per round}.
 
     Variants alternate step by step (a, b, c, a, b, c, ...; the order rotates each round), so
     that machine-speed drift hits all of them alike and step i of one variant can be paired with
     step i of another for ratios.
     """
-    x, y = data
     keys = list(runs)
     times = {k: [] for k in keys}
     for r in range(args.rounds):
@@ -220,14 +263,8 @@ def run_rounds(runs: dict, data, fed_iter, args) -> dict:
             times[k].append([])
         for _ in range(args.steps):
             for key in order:
-                model = runs[key]
-                if key[1] == "fed":
-                    xb, yb = next(fed_iter)
-                    t0 = time.perf_counter()
-                    model.train_on_batch(xb, yb)
-                else:
-                    t0 = time.perf_counter()
-                    model.train_on_batch(x, y)
+                t0 = time.perf_counter()
+                runs[key]()
                 times[key][-1].append(time.perf_counter() - t0)
         print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     return times
@@ -323,7 +360,7 @@ def machine_info(args) -> list[str]:
     except AttributeError:
         usable = os.cpu_count()
     gpus = tf.config.list_physical_devices("GPU")
-    return [
+    lines = [
         f"- machine: {cpu}; {os.cpu_count()} logical cores ({usable} usable); "
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
         f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}, "
@@ -334,6 +371,13 @@ def machine_info(args) -> list[str]:
         f"- XLA (jit_compile): {'on' if args.xla else 'off'}; batch {args.batch}; "
         f"{args.rounds} rounds x {args.steps} steps per variant; random 32x32x3 data",
     ]
+    if TORCH_VARIANTS.keys() & set(args.variants):
+        import torch
+
+        lines.append(f"- PyTorch {torch.__version__}, eager, {torch.get_num_threads()} threads, "
+                     f"{args.torch_format} memory format, oneDNN (mkldnn) "
+                     f"{'on' if torch.backends.mkldnn.enabled else 'off'}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -353,24 +397,29 @@ def main(argv=None) -> int:
 
     print("building and compiling models ...", file=sys.stderr, flush=True)
     runs, trainable, jit = {}, {}, {}
+    fed_iter = iter(pipeline.repeat()) if "fed" in args.variants else None
     for name in args.models:
         for variant in args.variants:
             if variant == "fed" and name != args.models[0]:
                 continue
+            key = (name, variant)
+            if variant in TORCH_VARIANTS:
+                runs[key], trainable[key] = make_torch_step(name, variant, (x, y), args)
+                jit[key] = "n/a (eager)"
+                continue
             model = make_variant(name, variant, args.xla)
-            runs[(name, variant)] = model
-            trainable[(name, variant)] = count_params(model.trainable_variables)
-    fed_iter = iter(pipeline.repeat()) if "fed" in args.variants else None
-    for key, model in runs.items():  # warm-up: trace and compile, 2 steps each
-        for _ in range(2):
-            if key[1] == "fed":
-                model.train_on_batch(*next(fed_iter))
+            if variant == "fed":
+                runs[key] = lambda model=model: model.train_on_batch(*next(fed_iter))
             else:
-                model.train_on_batch(x, y)
-        jit[key] = getattr(model, "jit_compile", None)
+                runs[key] = lambda model=model: model.train_on_batch(x, y)
+            trainable[key] = count_params(model.trainable_variables)
+            jit[key] = model.jit_compile
+    for step in runs.values():  # warm-up: trace and compile, 2 steps each
+        step()
+        step()
 
     print("timing ...", file=sys.stderr, flush=True)
-    times = run_rounds(runs, (x, y), fed_iter, args)
+    times = run_rounds(runs, args)
     bd = breakdown(args.models[0], args, (x, y)) if args.breakdown else None
 
     out = ["## Training-step speed (train_on_batch)", ""]
@@ -396,12 +445,13 @@ def main(argv=None) -> int:
     def train_ips(name, variant="bnlib"):
         return args.batch / statistics.median(t for rnd in times[(name, variant)] for t in rnd)
 
+    columns = [(header, num, den) for header, num, den in RATIOS
+               if num in args.variants and den in args.variants]
     out += ["", "Ratios (medians over steps of the ratio of adjacent, paired steps):", "",
-            "| model | bnlib BN-only speed-up over seed article = t(a)/t(b) | "
-            "BN-only / full step time = t(b)/t(c) | fused-kernel effect = t(keras-vars)/t(b) |",
-            "|---|---:|---:|---:|"]
+            "| model | " + " | ".join(header for header, _, _ in columns) + " |",
+            "|---|" + "---:|" * len(columns)]
     for name in args.models:
-        cells = [ratio(name, "seed", "bnlib"), ratio(name, "bnlib", "full"), ratio(name, "keras-vars", "bnlib")]
+        cells = [ratio(name, num, den) for _, num, den in columns]
         out.append(f"| {name} | " + " | ".join("n/a" if c is None else f"{c:.2f}x" for c in cells) + " |")
 
     if pipe_stats:

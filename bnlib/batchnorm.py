@@ -5,7 +5,7 @@ elementwise ops.  TensorFlow has a fused kernel (one op forward, one op backward
 Keras 3 cannot be asked to use it, hence this subclass.  How much it wins depends on TensorFlow's
 CPU kernels (benchmarks/bench_step.py and profile_step.py, 2-core AVX2 EPYC, ResNet-20, batch 128):
 with oneDNN's kernels (bnlib's default, see ``bnlib/runtime.py``) one BN layer's forward+backward
-is about 2.5x faster and a BN-only training step 1.34-1.36x faster than with Keras' layer; with
+is 2.1-2.5x faster and a BN-only training step 1.30-1.36x faster than with Keras' layer; with
 TensorFlow's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0) the fused gradient kernel is slow and the
 step gains nothing.  See the README's performance section for the latest measured table.
 
@@ -56,11 +56,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         )
         # The fused kernel returns the Bessel-corrected variance; Keras' layer (and the moving
         # average it keeps) uses the biased one.  Keras 2 removed the correction the same way.
-        count = tf.cast(tf.reduce_prod(tf.shape(x, out_type=tf.int64)[:-1]), tf.float32)
+        # A static shape (the usual case) turns the correction into a constant: no shape ops.
+        if x.shape[:-1].is_fully_defined():
+            count = float(x.shape[:-1].num_elements())
+        else:
+            count = tf.cast(tf.reduce_prod(tf.shape(x, out_type=tf.int64)[:-1]), tf.float32)
         variance = variance * ((count - 1.0) / count)
-        momentum = tf.cast(self.momentum, tf.float32)
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(
-            self.moving_variance * momentum + variance * (1.0 - momentum)
-        )
+        rate = 1.0 - float(self.momentum)
+        self.moving_mean.assign_sub((self.moving_mean - mean) * rate)
+        self.moving_variance.assign_sub((self.moving_variance - variance) * rate)
         return tf.cast(outputs, self.compute_dtype)

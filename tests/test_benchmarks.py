@@ -1,0 +1,47 @@
+"""The benchmark scripts keep working: a tiny run of bench_step, and the PyTorch twin's shape."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_step  # noqa: E402
+
+from bnlib import freeze, models  # noqa: E402
+
+
+def test_bench_step_prints_the_table_and_ratios(capsys):
+    bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
+                     "--pipeline-images", "64", "--variants", "seed,bnlib,full", "--breakdown"])
+    out = capsys.readouterr().out
+    assert "| resnet8 | (a) keras BN-only (seed article) |" in out
+    assert "| resnet8 | (b) bnlib BN-only |" in out
+    assert "| resnet8 | (c) bnlib full |" in out
+    assert "bnlib BN-only speed-up over seed article" in out
+    assert "PyTorch" not in out  # columns appear only for variants that ran
+    assert "Peak RSS" in out and "pipeline / training" in out and "One BN layer" in out
+
+
+def test_bench_step_rejects_an_unknown_variant(capsys):
+    with pytest.raises(SystemExit):
+        bench_step.parse_args(["--variants", "bnlib,fast"])
+    assert "unknown variants ['fast']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet56"])
+def test_pytorch_twin_has_bnlib_parameter_counts(name):
+    pytest.importorskip("torch", reason="optional: the PyTorch comparison needs a PyTorch CPU build")
+    import torch_resnet
+
+    model = models.build(name)
+    total = sum(int(v.numpy().size) for v in model.trainable_variables)
+    freeze.apply_policy(model, "bn")
+    bn_only = sum(int(v.numpy().size) for v in model.trainable_variables)
+    assert torch_resnet.parameter_count(torch_resnet.build(name, "all")) == total
+    twin = torch_resnet.build(name, "bn")
+    assert torch_resnet.parameter_count(twin) == total
+    assert torch_resnet.parameter_count(twin, trainable_only=True) == bn_only
