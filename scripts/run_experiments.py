@@ -4,7 +4,7 @@
 
 Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set,
 8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment below, one after another,
-in the order of importance.  Each run checkpoints every epoch into its folder: re-running the
+in the order of importance; the last two (``-50k``) train on all 50,000 images for 15 epochs.  Each run checkpoints every epoch into its folder: re-running the
 command after an interruption resumes the unfinished run and skips the finished ones.  On this
 project's 2-core machines the data is the JPEG-q75 offline copy of CIFAR-10 (see
 shared/data/README.md), and every result records that.
@@ -38,6 +38,10 @@ EXPERIMENTS = {
     "resnet32-all": dict(model="resnet32", policy="all"),
     "resnet56-all": dict(model="resnet56", policy="all"),
     "resnet110-bn": dict(model="resnet110", policy="bn"),
+    # Does the paper's depth trend appear with more training?  Every training image (50,000) and
+    # 15 epochs: 9.4x the optimizer steps of the runs above, same optimizer and schedule shape.
+    "resnet14-bn-50k": dict(model="resnet14", policy="bn", train_per_class=None, epochs=15),
+    "resnet32-bn-50k": dict(model="resnet32", policy="bn", train_per_class=None, epochs=15),
 }
 
 

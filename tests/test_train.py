@@ -1,6 +1,7 @@
 """Training end to end: the issue's acceptance run, schedules, results on disk."""
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -72,3 +73,24 @@ def test_policy_all_trains_convolutions(tiny_npz):
     assert not np.array_equal(freeze.conv_layers(initial)[0].kernel.numpy(),
                               freeze.conv_layers(result.model)[0].kernel.numpy())
     assert result.parameters["trainable"] == result.parameters["total"]
+
+
+def test_gpu_options_mixed_precision_and_xla_train_end_to_end(tiny_npz):
+    """The GPU options (float16 compute, XLA) run the same training on CPU: same frozen kernels,
+    float32 γ/β, losses close to a float32 run without XLA, and the global policy put back."""
+    base = RunConfig(model="resnet8", epochs=2, batch_size=20, learning_rate=0.2, augment=False,
+                     data_path=str(tiny_npz))
+    fast = bnlib.train(base.replace(mixed_precision=True, xla=True), verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert fast.model.jit_compile is True
+    assert freeze.conv_layers(fast.model)[0].compute_dtype == "float16"
+    assert all(layer.gamma.dtype == "float32" for layer in freeze.batchnorm_layers(fast.model))
+    reference = bnlib.train(base, verbose=0)
+    assert reference.model.jit_compile is False
+    np.testing.assert_allclose(fast.history["loss"], reference.history["loss"], rtol=0.02)
+    initial = np.concatenate(list(fast.initial_gamma.values()))
+    moved = np.abs(reference.all_gamma() - initial).max()
+    assert moved > 0.01                                  # γ trained ...
+    np.testing.assert_allclose(fast.all_gamma(), reference.all_gamma(), atol=moved / 10)  # ... alike
+    for a, b in zip(freeze.conv_layers(fast.model), freeze.conv_layers(reference.model)):
+        np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())   # frozen alike
