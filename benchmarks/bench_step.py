@@ -11,7 +11,8 @@ Variants, per model (random 32x32x3 data, no disk access):
   frozen (``variable.trainable = False``: convolution kernels and the ``output`` Dense).
 * (c) ``full``:  bnlib's model with everything trainable.
 * optional ``keras-vars``: Keras' BN with bnlib's variable flags (isolates the fused kernel).
-* optional ``fed``: (b) fed by the tf.data pipeline below instead of a fixed batch (first model).
+* optional ``fed``: (b) fed by the tf.data pipeline below instead of a fixed batch (first model);
+  taking the next batch from the pipeline counts in its step time.
 * optional ``bnlib-xla`` / ``full-xla``: (b) / (c) compiled with XLA (``jit_compile=True``), to
   measure XLA's effect in the same process (``--xla`` instead compiles every Keras variant with it).
 * optional ``torch-bn`` / ``torch-full``: the same ResNet in PyTorch (``torch_resnet.py``, eager,
@@ -100,7 +101,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--xla", action="store_true", help="compile with jit_compile=True")
     p.add_argument("--variants", default="seed,bnlib,full",
-                   help="comma-separated subset of: seed, bnlib, full, keras-vars, fed")
+                   help="comma-separated subset of: " + ", ".join(LABELS))
     p.add_argument("--pipeline-images", type=int, default=50_000)
     p.add_argument("--no-pipeline", action="store_true", help="skip the tf.data measurement")
     p.add_argument("--torch-format", choices=("channels_last", "contiguous"), default="channels_last",

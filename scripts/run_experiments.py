@@ -1,11 +1,13 @@
-"""Regenerate every committed result in results/cpu/ with one command.
+"""Regenerate every committed result in results/ with one command.
 
     BNLIB_CIFAR10=path/to/cifar10.npz python scripts/run_experiments.py [--only NAME ...] [--list]
 
 Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set,
-8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment below, one after another,
-in the order of importance; the last two (``-50k``) train on all 50,000 images for 15 epochs.  Each run checkpoints every epoch into its folder: re-running the
-command after an interruption resumes the unfinished run and skips the finished ones.  On this
+8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one
+after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
+training images, 15 epochs, otherwise the same).  Each run checkpoints every epoch into its
+folder: re-running the command after an interruption resumes the unfinished run and skips the
+finished ones.  On this
 project's 2-core machines the data is the JPEG-q75 offline copy of CIFAR-10 (see
 shared/data/README.md), and every result records that.
 """
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import bnlib
 
-ROOT = Path(__file__).resolve().parents[1] / "results" / "cpu"
+ROOT = Path(__file__).resolve().parents[1] / "results"
 
 # name -> RunConfig overrides on top of the `cpu` preset.  Same schedule for every run.
-EXPERIMENTS = {
+CPU = {
     "resnet14-bn": dict(model="resnet14", policy="bn"),
     "resnet20-bn": dict(model="resnet20", policy="bn"),
     "resnet20-all": dict(model="resnet20", policy="all"),
@@ -38,26 +40,34 @@ EXPERIMENTS = {
     "resnet32-all": dict(model="resnet32", policy="all"),
     "resnet56-all": dict(model="resnet56", policy="all"),
     "resnet110-bn": dict(model="resnet110", policy="bn"),
-    # Does the paper's depth trend appear with more training?  Every training image (50,000) and
-    # 15 epochs: 9.4x the optimizer steps of the runs above, same optimizer and schedule shape.
-    "resnet14-bn-50k": dict(model="resnet14", policy="bn", train_per_class=None, epochs=15),
-    "resnet32-bn-50k": dict(model="resnet32", policy="bn", train_per_class=None, epochs=15),
 }
+# Does the paper's depth trend appear with more training?  Every training image (50,000) and
+# 15 epochs: 9.4x the optimizer steps of the runs above, same optimizer and schedule shape.
+LONGER = {"train_per_class": None, "epochs": 15}
+CPU_50K = {
+    "resnet14-bn-50k": dict(model="resnet14", policy="bn", **LONGER),
+    "resnet32-bn-50k": dict(model="resnet32", policy="bn", **LONGER),
+}
+# results/<folder>/<name>: every experiment, in the order they run.
+EXPERIMENTS = {name: (folder, overrides) for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K))
+               for name, overrides in group.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    parser.add_argument("--root", default=str(ROOT), help="results folder (default results/cpu)")
+    parser.add_argument("--root", default=str(ROOT),
+                        help="results folder holding cpu/ and cpu-50k/ (default: the repository's results/)")
     args = parser.parse_args(argv)
     names = args.only or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         sys.exit(f"Unknown experiment(s) {unknown}; see --list.")
     for name in names:
-        config = bnlib.RunConfig.preset("cpu", name=name, output_dir=str(Path(args.root) / name),
-                                        **EXPERIMENTS[name])
+        folder, overrides = EXPERIMENTS[name]
+        config = bnlib.RunConfig.preset("cpu", name=name, output_dir=str(Path(args.root) / folder / name),
+                                        **overrides)
         if args.list:
             print(name, config.to_json().replace("\n", " "))
             continue
