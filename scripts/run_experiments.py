@@ -42,7 +42,7 @@ CPU = {
     "resnet110-bn": dict(model="resnet110", policy="bn"),
 }
 # Does the paper's depth trend appear with more training?  Every training image (50,000) and
-# 15 epochs: 9.4x the optimizer steps of the runs above, same optimizer and schedule shape.
+# 15 epochs: 9.3x the optimizer steps of the runs above, same optimizer and schedule shape.
 LONGER = {"train_per_class": None, "epochs": 15}
 CPU_50K = {
     "resnet14-bn-50k": dict(model="resnet14", policy="bn", **LONGER),
