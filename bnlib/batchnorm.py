@@ -5,7 +5,7 @@ elementwise ops.  TensorFlow has a fused kernel (one op forward, one op backward
 Keras 3 cannot be asked to use it, hence this subclass.  How much it wins depends on TensorFlow's
 CPU kernels (benchmarks/bench_step.py and profile_step.py, 2-core AVX2 EPYC, ResNet-20, batch 128):
 with oneDNN's kernels (bnlib's default, see ``bnlib/runtime.py``) one BN layer's forward+backward
-is 2.1-2.5x faster and a BN-only training step 1.30-1.36x faster than with Keras' layer; with
+is 2.1-2.5x faster and a BN-only training step 1.27-1.36x faster than with Keras' layer; with
 TensorFlow's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0) the fused gradient kernel is slow and the
 step gains nothing.  See the README's performance section for the latest measured table.
 

@@ -14,11 +14,11 @@ import tempfile
 # TensorFlow's oneDNN CPU kernels are on by default only on CPUs with AVX-512-class features; on
 # others (this project's AVX2 machines) TensorFlow uses its Eigen kernels, whose fused BatchNorm
 # gradient is slow.  Measured with benchmarks/bench_step.py on an idle 2-core AVX2 EPYC: with
-# oneDNN, BN-only training is 1.30-1.36x faster (ResNet-20 and ResNet-56, several runs) than the
-# seed article's set-up (1.01x / 1.06x with Eigen), and every variant's step is about 1.5-2x faster.  The variable
-# is read once, when TensorFlow is imported, so this default only applies when bnlib is imported
-# first; TF_ENABLE_ONEDNN_OPTS=0 turns it off.  Results record whether it was on
-# (``provenance["device"]``, from describe_device).
+# oneDNN, BN-only training is 1.27-1.36x faster (ResNet-20 and ResNet-56, several runs) than the
+# seed article's set-up (1.01x / 1.06x with Eigen), and every variant's step is about 1.5-2x
+# faster.  The variable is read once, when TensorFlow is imported, so this default only applies
+# when bnlib is imported first; TF_ENABLE_ONEDNN_OPTS=0 turns it off.  Results record whether it
+# was on (``provenance["device"]``, from describe_device).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # TensorFlow's C++ INFO lines (CPU feature notices and the like) are noise in notebooks and logs;
 # warnings and errors still show.  TF_CPP_MIN_LOG_LEVEL=0 brings them back.
