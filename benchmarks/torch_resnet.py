@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bnlib.models import check_resnet_depth, parse_name
+
 
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
@@ -38,9 +40,7 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     def __init__(self, depth: int, width: int = 1, num_classes: int = 10):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"ResNet depth {depth} is not of the form 6n+2; try 14, 20, 32 or 56.")
-        n = (depth - 2) // 6
+        n = check_resnet_depth(depth)
         c = 16 * width
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c, momentum=0.1),
                                   nn.ReLU())
@@ -62,10 +62,11 @@ class CifarResNet(nn.Module):
 
 
 def build(name: str, policy: str) -> CifarResNet:
-    """``name`` as in bnlib (resnet20, resnet56, ...); ``policy`` 'bn' (γ, β only) or 'all'."""
-    if not name.startswith("resnet") or not name[6:].isdigit():
-        raise ValueError(f"the PyTorch comparison has CIFAR ResNets only (resnet20, resnet56), not {name!r}")
-    model = CifarResNet(int(name[6:]))
+    """``name`` as in bnlib (resnet20, wrn14-2, ...); ``policy`` 'bn' (γ, β only) or 'all'."""
+    family, depth, width = parse_name(name)
+    if family not in ("resnet", "wrn"):
+        raise ValueError(f"the PyTorch comparison has CIFAR ResNets only (resnet20, wrn14-2), not {name!r}")
+    model = CifarResNet(depth, width)
     if policy == "bn":
         for module in model.modules():
             if not isinstance(module, nn.BatchNorm2d):

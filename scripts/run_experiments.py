@@ -7,9 +7,8 @@ Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the
 after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
 training images, 15 epochs, otherwise the same).  Each run checkpoints every epoch into its
 folder: re-running the command after an interruption resumes the unfinished run and skips the
-finished ones.  On this
-project's 2-core machines the data is the JPEG-q75 offline copy of CIFAR-10 (see
-shared/data/README.md), and every result records that.
+finished ones.  On this project's 2-core machines the data is the JPEG-q75 offline copy of
+CIFAR-10 (see shared/data/README.md), and every result records that.
 """
 import argparse
 import sys
@@ -58,7 +57,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--root", default=str(ROOT),
-                        help="results folder holding cpu/ and cpu-50k/ (default: the repository's results/)")
+                        help="folder for cpu/ and cpu-50k/ (default: the repository's results/)")
     args = parser.parse_args(argv)
     names = args.only or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
@@ -66,8 +65,8 @@ def main(argv=None):
         sys.exit(f"Unknown experiment(s) {unknown}; see --list.")
     for name in names:
         folder, overrides = EXPERIMENTS[name]
-        config = bnlib.RunConfig.preset("cpu", name=name, output_dir=str(Path(args.root) / folder / name),
-                                        **overrides)
+        output_dir = str(Path(args.root) / folder / name)
+        config = bnlib.RunConfig.preset("cpu", name=name, output_dir=output_dir, **overrides)
         if args.list:
             print(name, config.to_json().replace("\n", " "))
             continue

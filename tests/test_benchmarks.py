@@ -32,7 +32,7 @@ def test_bench_step_rejects_an_unknown_variant(capsys):
     assert "unknown variants ['fast']" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "wrn14-2"])
 def test_pytorch_twin_has_bnlib_parameter_counts(name):
     pytest.importorskip("torch", reason="optional: the PyTorch comparison needs a PyTorch CPU build")
     import torch_resnet
