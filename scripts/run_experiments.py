@@ -46,6 +46,8 @@ LONGER = {"train_per_class": None, "epochs": 15}
 CPU_50K = {
     "resnet14-bn-50k": dict(model="resnet14", policy="bn", **LONGER),
     "resnet32-bn-50k": dict(model="resnet32", policy="bn", **LONGER),
+    "resnet56-bn-50k": dict(model="resnet56", policy="bn", **LONGER),
+    "resnet20-bn-50k": dict(model="resnet20", policy="bn", **LONGER),
 }
 # results/<folder>/<name>: every experiment, in the order they run.
 EXPERIMENTS = {name: (folder, overrides) for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K))
