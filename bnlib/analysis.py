@@ -106,6 +106,25 @@ def ablate_small_gamma(model, x, y, threshold: float = DEFAULT_THRESHOLD, batch_
             layer.gamma.assign(gamma)
 
 
+def standard_error(result: Result) -> float:
+    """The standard error of a result's test accuracy from the test-set size alone,
+    √(p(1 − p)/n): how much the accuracy would move on another test set of the same size.
+    It does not include the spread between training seeds."""
+    n = result.provenance["data"]["test_used"]
+    return float(np.sqrt(result.test_accuracy * (1 - result.test_accuracy) / n))
+
+
+def accuracy_difference(a: Result, b: Result, z: float = 2.0) -> dict:
+    """``a``'s test accuracy minus ``b``'s, in points, with the standard error of the difference
+    (both test sets' errors combined) and a verdict: ``higher`` or ``lower`` when the difference
+    exceeds ``z`` standard errors, else ``no clear difference``."""
+    difference = 100 * (a.test_accuracy - b.test_accuracy)
+    error = 100 * float(np.hypot(standard_error(a), standard_error(b)))
+    verdict = ("higher" if difference > z * error else "lower" if difference < -z * error
+               else "no clear difference")
+    return {"difference": difference, "standard error": error, "verdict": verdict}
+
+
 def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """One row per result: what ran, on what, for how long, and how well; the paper beside it."""
     rows = []
@@ -124,9 +143,18 @@ def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD
             "train images": data.get("train_used"),
             "data": data.get("description"),
             "device": provenance.get("device"),
-            "paper acc % (full CIFAR-10, 160 ep.)": PAPER.get((config["model"], config["policy"]), ""),
+            "paper acc % (full CIFAR-10, 160 ep.)": paper_figure(result),
         })
     return pd.DataFrame(rows).set_index("run")
+
+
+def paper_figure(result: Result) -> str:
+    """The paper's accuracy for the result's network and policy, or "" where the paper has none
+    or the run is not a 10-way CIFAR-10 task (another dataset, or a class split of it)."""
+    classes = len(result.output.get("bias", ())) or 10
+    if result.config.get("dataset", "cifar10") != "cifar10" or classes != 10:
+        return ""
+    return PAPER.get((result.config["model"], result.config["policy"]), "")
 
 
 REBUILDABLE = ("bn", "gamma", "beta", "none", "output", "bn+output")

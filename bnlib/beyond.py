@@ -9,13 +9,19 @@ Three small experiments, each built from :func:`bnlib.train` so that they run in
   train a network on some classes, give it a fresh classifier, and adapt it to other classes by
   training only BatchNorm, only the classifier, or everything.  CIFAR-100 is not available offline,
   so the "new task" is a class split of CIFAR-10 (:data:`TASK_A` → :data:`TASK_B` by default).
+  :func:`transfer` runs the whole experiment.
 * **Pruning channels by |γ|** (:func:`prune_by_gamma`, :func:`plot_pruning`): switch off the
   channels with the smallest |γ| in every BN layer, a growing fraction at a time, against the same
   number of random channels.
+
+With an ``output_dir``, :func:`warm_start` and :func:`transfer` save every run in a subfolder and
+resume like :func:`bnlib.train`; :func:`load_warm_start` and :func:`load_transfer` read them back
+(``scripts/run_experiments.py`` makes the committed ones, in ``results/cpu-beyond/``).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +32,7 @@ import pandas as pd
 from . import data as data_module
 from . import freeze
 from .config import RunConfig
-from .results import Result
+from .results import Result, atomic_write
 
 TASK_A = (0, 1, 2, 3, 4)   # airplane, automobile, bird, cat, deer
 TASK_B = (5, 6, 7, 8, 9)   # dog, frog, horse, ship, truck
@@ -123,6 +129,9 @@ def kernels_equal(a: dict, b: dict) -> bool:
 
 # ------------------------------------------------------------------------------ BN-only warm-up
 
+WARM_START_RUNS = ("full-from-scratch", "bn-stage", "bn-then-full")  # subfolders of a saved warm start
+
+
 @dataclass
 class WarmStart:
     """The three runs of :func:`warm_start`."""
@@ -130,38 +139,157 @@ class WarmStart:
     scratch: Result               # full training from scratch, config.epochs epochs
     bn_stage: Result              # BN-only training, bn_epochs epochs
     bn_then_full: Result          # the BN stage's network trained fully for the rest (both stages' history)
-    bn_stage_kept_convolutions: bool  # the BN stage left every convolution at its initial value
+    # The BN stage left every convolution at its initial value (None: that stage was loaded from
+    # disk, not run in this session, so it was not checked here).
+    bn_stage_kept_convolutions: bool | None
 
     @property
     def results(self) -> list[Result]:
         return [self.scratch, self.bn_stage, self.bn_then_full]
 
 
-def warm_start(config: RunConfig, bn_epochs: int, verbose: int | str = 0) -> WarmStart:
+def warm_start(config: RunConfig, bn_epochs: int, verbose: int | str = 0,
+               output_dir: str | Path | None = None) -> WarmStart:
     """Full training from scratch for ``config.epochs`` epochs, against BN-only training for
     ``bn_epochs`` epochs followed by full training of the same network for the remaining
     ``config.epochs - bn_epochs`` epochs (same seed, initialisation, data and total epochs).
 
-    Each stage starts its learning-rate schedule and its optimizer afresh.  The runs are live
-    (``output_dir`` is ignored): the second stage needs the first stage's network in memory.
+    Each stage starts its learning-rate schedule and its optimizer afresh.  With ``output_dir``,
+    every run is saved in its own subfolder (:data:`WARM_START_RUNS`) and resumable like any
+    ``bnlib.train`` run: calling again continues an interrupted stage and loads finished ones
+    (a finished BN stage is rebuilt exactly from its result, its convolutions being random).
+    :func:`load_warm_start` reads a saved warm start back.  ``config.output_dir`` is ignored.
     """
+    from .analysis import rebuild_model
     from .train import train
 
     if not 0 < bn_epochs < config.epochs:
         raise ValueError(f"bn_epochs must be between 1 and epochs - 1 = {config.epochs - 1}, "
                          f"got {bn_epochs}.")
-    config = config.replace(output_dir=None)
-    scratch = train(config.replace(policy="all", name=f"full, {config.epochs} ep."), verbose=verbose)
-    bn_config = config.replace(policy="bn", epochs=bn_epochs, name=f"BN-only, {bn_epochs} ep.")
+
+    def stage(subfolder: str, **overrides) -> RunConfig:
+        folder = str(Path(output_dir) / subfolder) if output_dir else None
+        return config.replace(output_dir=folder, **overrides)
+
+    rest = config.epochs - bn_epochs
+    scratch = train(stage(WARM_START_RUNS[0], policy="all", name=f"full, {config.epochs} ep."),
+                    verbose=verbose)
+    bn_config = stage(WARM_START_RUNS[1], policy="bn", epochs=bn_epochs, name=f"BN-only, {bn_epochs} ep.")
     model = build(bn_config, data_module.NUM_CLASSES[config.dataset])
     before = conv_kernels(model)
     first = train(bn_config, verbose=verbose, model=model)
-    kept = kernels_equal(before, conv_kernels(first.model))
-    rest = config.epochs - bn_epochs
-    second = train(config.replace(policy="all", epochs=rest,
-                                  name=f"BN-only {bn_epochs} ep. → full {rest} ep."),
+    if first.model is None:  # loaded from disk: rebuild the trained BN-only network
+        first.model, kept = rebuild_model(first), None
+    else:
+        kept = kernels_equal(before, conv_kernels(first.model))
+    second = train(stage(WARM_START_RUNS[2], policy="all", epochs=rest,
+                         name=f"BN-only {bn_epochs} ep. → full {rest} ep."),
                    verbose=verbose, model=first.model)
     return WarmStart(scratch, first, chain(first, second), kept)
+
+
+def load_warm_start(folder: str | Path) -> WarmStart:
+    """A warm start saved by :func:`warm_start` with ``output_dir=folder``, its two-stage run
+    joined with :func:`chain` as :func:`warm_start` returns it."""
+    from .results import load
+
+    scratch, first, second = (load(Path(folder) / name) for name in WARM_START_RUNS)
+    return WarmStart(scratch, first, chain(first, second), None)
+
+
+# ------------------------------------------------------------------ BN-only fine-tuning, in full
+
+# run name -> (subfolder, policy) for the target task
+TRANSFER_RUNS = {"fine-tune: bn": ("fine-tune-bn", "bn"), "fine-tune: output": ("fine-tune-output", "output"),
+                 "fine-tune: all": ("fine-tune-all", "all"), "BN-only from scratch": ("bn-from-scratch", "bn")}
+SOURCE_RUN = "source"
+SOURCE_WEIGHTS = "source.weights.h5"
+TASKS_FILE = "tasks.json"
+
+
+@dataclass
+class Transfer:
+    """The runs of :func:`transfer`: the source network and the four ways to learn the target task."""
+
+    source: Result             # full training on the source classes
+    runs: dict                 # name (a key of TRANSFER_RUNS) -> Result on the target classes
+    source_task: tuple
+    target_task: tuple
+
+
+def transfer(config: RunConfig, work: str | Path, source_task=TASK_A, target_task=TASK_B,
+             verbose: int | str = 0, output_dir: str | Path | None = None) -> Transfer:
+    """Train ``config.model`` fully on ``source_task``, then learn ``target_task`` four ways: from
+    the trained network with a new random head, training only BN (``fine-tune: bn``), only the
+    head (``fine-tune: output``, a linear probe) or everything (``fine-tune: all``), and BN-only
+    from random convolutions (``BN-only from scratch``).  Same profile, seed and images per class
+    for every run.
+
+    ``work`` receives the class-split archives (:func:`task_config`) and, with ``output_dir``, the
+    trained source network's weights (kept out of ``output_dir``, which holds small results
+    only).  With ``output_dir`` every run is saved in a subfolder (:data:`SOURCE_RUN`,
+    :data:`TRANSFER_RUNS`) and resumable: calling again continues an interrupted run and loads
+    finished ones.  :func:`load_transfer` reads the results back.
+    """
+    from .train import train
+
+    work = Path(work)
+
+    def folder(name: str) -> str | None:
+        return str(Path(output_dir) / name) if output_dir else None
+
+    source_config = task_config(config, source_task, work, policy="all", output_dir=folder(SOURCE_RUN),
+                                name=f"source: full training, {split_name(source_task)}")
+    target = task_config(config, target_task, work)
+    if output_dir:
+        text = json.dumps({"source_task": list(source_task), "target_task": list(target_task)})
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(output_dir) / TASKS_FILE, lambda handle: handle.write(text.encode()))
+    source = train(source_config, verbose=verbose,
+                   model=None if _finished(source_config) else build(source_config, len(source_task)))
+    if source.model is not None and output_dir:
+        source.model.save_weights(work / SOURCE_WEIGHTS)
+    runs = {}
+    for name, (subfolder, policy) in TRANSFER_RUNS.items():
+        run = target.replace(policy=policy, name=name, output_dir=folder(subfolder))
+        if _finished(run):
+            model = None  # train() loads the saved result
+        elif name == "BN-only from scratch":
+            model = build(run, len(target_task))
+        else:
+            source.model = source.model or _saved_source(source_config, len(source_task), work)
+            model = transfer_model(source.model, len(target_task), seed=config.seed)
+        runs[name] = train(run, verbose=verbose, model=model)
+    return Transfer(source, runs, tuple(source_task), tuple(target_task))
+
+
+def _finished(config: RunConfig) -> bool:
+    from .results import RESULT_FILE
+
+    return bool(config.output_dir) and (Path(config.output_dir) / RESULT_FILE).is_file()
+
+
+def _saved_source(source_config: RunConfig, num_classes: int, work: Path) -> keras.Model:
+    """The trained network of a finished source run, from the weights it left in ``work``."""
+    weights = work / SOURCE_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{source_config.output_dir} holds a finished source run but its weights ({weights}) "
+            f"are gone; delete {source_config.output_dir} to train the source again.")
+    model = build(source_config, num_classes)
+    model.load_weights(weights)
+    return model
+
+
+def load_transfer(folder: str | Path) -> Transfer:
+    """A transfer experiment saved by :func:`transfer` with ``output_dir=folder``."""
+    from .results import load
+
+    folder = Path(folder)
+    source = load(folder / SOURCE_RUN)
+    runs = {name: load(folder / sub) for name, (sub, _) in TRANSFER_RUNS.items()}
+    tasks = json.loads((folder / TASKS_FILE).read_text())
+    return Transfer(source, runs, tuple(tasks["source_task"]), tuple(tasks["target_task"]))
 
 
 def chain(first: Result, second: Result, name: str | None = None) -> Result:

@@ -5,7 +5,9 @@
 Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set,
 8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one
 after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
-training images, 15 epochs, otherwise the same).  Each run checkpoints every epoch into its
+training images, 15 epochs, otherwise the same); then chapter 6's experiments of
+results/cpu-beyond/ (bnlib.beyond: BN-only warm-up, BN-only fine-tuning on a class split), each
+several runs of the `cpu` profile.  Each run checkpoints every epoch into its
 folder: re-running the command after an interruption resumes the unfinished run and skips the
 finished ones.  On this project's 2-core machines the data is the JPEG-q75 offline copy of
 CIFAR-10 (see shared/data/README.md), and every result records that.
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 import bnlib
+from bnlib import beyond
 
 ROOT = Path(__file__).resolve().parents[1] / "results"
 
@@ -48,10 +51,22 @@ CPU_50K = {
     "resnet32-bn-50k": dict(model="resnet32", policy="bn", **LONGER),
     "resnet56-bn-50k": dict(model="resnet56", policy="bn", **LONGER),
     "resnet20-bn-50k": dict(model="resnet20", policy="bn", **LONGER),
+    # Full training on the same longer schedule: is the BN-only gap to it still wide?
+    "resnet20-all-50k": dict(model="resnet20", policy="all", **LONGER),
 }
-# results/<folder>/<name>: every experiment, in the order they run.
+# results/<folder>/<name>: every single-run experiment, in the order they run.
 EXPERIMENTS = {name: (folder, overrides) for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K))
                for name, overrides in group.items()}
+# Chapter 6's questions (bnlib.beyond), answered in the `cpu` profile with a ResNet-14: each
+# experiment is several runs, saved under results/cpu-beyond/<name>/<run>/ and resumable run by run.
+# The BN-only warm-up takes a quarter of the epochs (2 of 8); the transfer experiment trains on
+# classes 0-4 and adapts to classes 5-9, 1,000 training images per class as in every cpu run.
+BEYOND = {
+    "warm-start-resnet14": lambda config, out, work: beyond.warm_start(
+        config, bn_epochs=config.epochs // 4, verbose=2, output_dir=out),
+    "transfer-resnet14": lambda config, out, work: beyond.transfer(
+        config, work, verbose=2, output_dir=out),
+}
 
 
 def main(argv=None):
@@ -59,13 +74,19 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--root", default=str(ROOT),
-                        help="folder for cpu/ and cpu-50k/ (default: the repository's results/)")
+                        help="folder for cpu/, cpu-50k/ and cpu-beyond/ (default: the repository's results/)")
+    parser.add_argument("--work", default=str(ROOT.parent / ".cache" / "beyond"),
+                        help="scratch folder for the transfer experiment's class-split archives and "
+                             "source weights, kept out of the results (default: .cache/beyond)")
     args = parser.parse_args(argv)
-    names = args.only or list(EXPERIMENTS)
-    unknown = [n for n in names if n not in EXPERIMENTS]
+    names = args.only or [*EXPERIMENTS, *BEYOND]
+    unknown = [n for n in names if n not in EXPERIMENTS and n not in BEYOND]
     if unknown:
         sys.exit(f"Unknown experiment(s) {unknown}; see --list.")
     for name in names:
+        if name in BEYOND:
+            run_beyond(name, args)
+            continue
         folder, overrides = EXPERIMENTS[name]
         output_dir = str(Path(args.root) / folder / name)
         config = bnlib.RunConfig.preset("cpu", name=name, output_dir=output_dir, **overrides)
@@ -76,6 +97,18 @@ def main(argv=None):
         result = bnlib.train(config)
         print(f"=== {name}: test accuracy {result.test_accuracy:.4f} "
               f"({result.provenance['data']['description']})", flush=True)
+
+
+def run_beyond(name, args):
+    config = bnlib.RunConfig.preset("cpu", model="resnet14", name=name)
+    if args.list:
+        print(name, "(bnlib.beyond)", config.to_json().replace("\n", " "))
+        return
+    print(f"=== {name}", flush=True)
+    outcome = BEYOND[name](config, Path(args.root) / "cpu-beyond" / name, Path(args.work) / name)
+    runs = outcome.results if hasattr(outcome, "results") else [outcome.source, *outcome.runs.values()]
+    for result in runs:
+        print(f"=== {name}: {result.label}: test accuracy {result.test_accuracy:.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,27 @@ def test_comparison_table_cites_the_paper():
     assert table.loc["resnet8 bn", "test acc %"] == 35.0
     assert table.loc["resnet8 bn", "paper acc % (full CIFAR-10, 160 ep.)"] == "≈48"
     assert table.loc["full", "data"] == "toy"
+    five_way = fake_result("five classes")
+    five_way.output = {"kernel": np.zeros((64, 5)), "bias": np.zeros(5)}
+    cifar100 = fake_result("cifar100")
+    cifar100.config["dataset"] = "cifar100"
+    table = analysis.comparison_table([five_way, cifar100])
+    assert (table["paper acc % (full CIFAR-10, 160 ep.)"] == "").all(), "the paper's figure is for 10-way CIFAR-10"
+
+
+def test_accuracy_difference_needs_two_standard_errors():
+    a, b = fake_result("a"), fake_result("b")
+    for result, accuracy in ((a, 0.50), (b, 0.48)):
+        result.test_accuracy = accuracy
+        result.provenance["data"]["test_used"] = 10_000
+    assert analysis.standard_error(a) == pytest.approx(0.005)
+    close = analysis.accuracy_difference(a, b)  # 2 points apart, s.e. of the difference 0.7
+    assert close["difference"] == pytest.approx(2.0) and close["verdict"] == "higher"
+    assert close["standard error"] == pytest.approx(100 * np.hypot(0.005, np.sqrt(0.48 * 0.52 / 1e4)))
+    for result in (a, b):
+        result.provenance["data"]["test_used"] = 1_000  # the same gap on a tenth of the images
+    assert analysis.accuracy_difference(a, b)["verdict"] == "no clear difference"
+    assert analysis.accuracy_difference(b, a, z=0.5)["verdict"] == "lower"
 
 
 def test_ablation_zeroes_small_gamma_and_restores():

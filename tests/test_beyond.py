@@ -95,6 +95,48 @@ def test_warm_start_runs_bn_then_full_for_the_same_epochs(tiny_npz):
     assert not beyond.kernels_equal(beyond.conv_kernels(initial), trained)
 
 
+def test_saved_warm_start_resumes_each_stage_and_loads_back(tiny_npz, tmp_path):
+    config = tiny_config(tiny_npz, epochs=2, deterministic=True)
+    first = beyond.warm_start(config, bn_epochs=1, output_dir=tmp_path / "warm")
+    assert sorted(p.name for p in (tmp_path / "warm").iterdir()) == sorted(beyond.WARM_START_RUNS)
+    assert first.bn_stage_kept_convolutions
+    # Interrupted after the BN stage: the rerun rebuilds that stage's network from its result
+    # and trains the second stage again, to the same weights as the first time.
+    import shutil
+    shutil.rmtree(tmp_path / "warm" / "bn-then-full")
+    again = beyond.warm_start(config, bn_epochs=1, output_dir=tmp_path / "warm")
+    assert again.bn_stage_kept_convolutions is None  # loaded, not checked in this session
+    for key in first.bn_then_full.gamma:
+        np.testing.assert_allclose(again.bn_then_full.gamma[key], first.bn_then_full.gamma[key], atol=1e-5)
+    loaded = beyond.load_warm_start(tmp_path / "warm")
+    assert loaded.bn_then_full.history["epoch"] == [1.0, 2.0]
+    assert [r.test_accuracy for r in loaded.results] == [r.test_accuracy for r in again.results]
+
+
+def test_saved_transfer_resumes_from_the_source_weights_and_loads_back(tiny_npz, tmp_path):
+    config = tiny_config(tiny_npz, deterministic=True)
+    work, out = tmp_path / "work", tmp_path / "transfer"
+    first = beyond.transfer(config, work, output_dir=out)
+    assert set(first.runs) == set(beyond.TRANSFER_RUNS)
+    assert (work / beyond.SOURCE_WEIGHTS).is_file()
+    assert first.runs["fine-tune: bn"].parameters["trainable"] == first.runs["fine-tune: bn"].parameters["batchnorm"]
+    np.testing.assert_array_equal(  # the BN fine-tuning started from the source's trained γ
+        np.concatenate([g.ravel() for g in first.runs["fine-tune: bn"].initial_gamma.values()]),
+        first.source.all_gamma())
+    import shutil
+    shutil.rmtree(out / "fine-tune-all")
+    again = beyond.transfer(config, work, output_dir=out)  # the source comes from its saved weights
+    np.testing.assert_allclose(again.runs["fine-tune: all"].all_gamma(),
+                               first.runs["fine-tune: all"].all_gamma(), atol=1e-5)
+    loaded = beyond.load_transfer(out)
+    assert (loaded.source_task, loaded.target_task) == (beyond.TASK_A, beyond.TASK_B)
+    assert {k: r.test_accuracy for k, r in loaded.runs.items()} == {k: r.test_accuracy for k, r in again.runs.items()}
+    shutil.rmtree(out / "fine-tune-output")
+    (work / beyond.SOURCE_WEIGHTS).unlink()
+    with pytest.raises(FileNotFoundError, match="delete .*source to train the source again"):
+        beyond.transfer(config, work, output_dir=out)
+
+
 def test_channels_to_zero():
     gamma = np.array([0.5, -0.01, 0.2, 0.03, -0.9])
     assert beyond.channels_to_zero(gamma, 0.4).tolist() == [False, True, False, True, False]
