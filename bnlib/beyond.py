@@ -129,23 +129,24 @@ def kernels_equal(a: dict, b: dict) -> bool:
 
 # ------------------------------------------------------------------------------ BN-only warm-up
 
-WARM_START_RUNS = ("full-from-scratch", "bn-stage", "bn-then-full")  # subfolders of a saved warm start
+WARM_START_RUNS = ("full-from-scratch", "bn-stage", "bn-then-full", "full-rest-only")  # saved subfolders
 
 
 @dataclass
 class WarmStart:
-    """The three runs of :func:`warm_start`."""
+    """The runs of :func:`warm_start`."""
 
     scratch: Result               # full training from scratch, config.epochs epochs
     bn_stage: Result              # BN-only training, bn_epochs epochs
     bn_then_full: Result          # the BN stage's network trained fully for the rest (both stages' history)
+    rest_only: Result             # full training from scratch for the second stage's epochs only
     # The BN stage left every convolution at its initial value (None: that stage was loaded from
     # disk, not run in this session, so it was not checked here).
     bn_stage_kept_convolutions: bool | None
 
     @property
     def results(self) -> list[Result]:
-        return [self.scratch, self.bn_stage, self.bn_then_full]
+        return [self.scratch, self.bn_stage, self.bn_then_full, self.rest_only]
 
 
 def warm_start(config: RunConfig, bn_epochs: int, verbose: int | str = 0,
@@ -153,6 +154,8 @@ def warm_start(config: RunConfig, bn_epochs: int, verbose: int | str = 0,
     """Full training from scratch for ``config.epochs`` epochs, against BN-only training for
     ``bn_epochs`` epochs followed by full training of the same network for the remaining
     ``config.epochs - bn_epochs`` epochs (same seed, initialisation, data and total epochs).
+    A fourth run, full training from scratch for those remaining epochs alone, tells whether
+    the BN-only epochs did anything at all for the second stage.
 
     Each stage starts its learning-rate schedule and its optimizer afresh.  With ``output_dir``,
     every run is saved in its own subfolder (:data:`WARM_START_RUNS`) and resumable like any
@@ -185,7 +188,9 @@ def warm_start(config: RunConfig, bn_epochs: int, verbose: int | str = 0,
     second = train(stage(WARM_START_RUNS[2], policy="all", epochs=rest,
                          name=f"BN-only {bn_epochs} ep. → full {rest} ep."),
                    verbose=verbose, model=first.model)
-    return WarmStart(scratch, first, chain(first, second), kept)
+    rest_only = train(stage(WARM_START_RUNS[3], policy="all", epochs=rest, name=f"full, {rest} ep."),
+                      verbose=verbose)
+    return WarmStart(scratch, first, chain(first, second), rest_only, kept)
 
 
 def load_warm_start(folder: str | Path) -> WarmStart:
@@ -193,8 +198,8 @@ def load_warm_start(folder: str | Path) -> WarmStart:
     joined with :func:`chain` as :func:`warm_start` returns it."""
     from .results import load
 
-    scratch, first, second = (load(Path(folder) / name) for name in WARM_START_RUNS)
-    return WarmStart(scratch, first, chain(first, second), None)
+    scratch, first, second, rest_only = (load(Path(folder) / name) for name in WARM_START_RUNS)
+    return WarmStart(scratch, first, chain(first, second), rest_only, None)
 
 
 # ------------------------------------------------------------------ BN-only fine-tuning, in full

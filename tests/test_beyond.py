@@ -80,6 +80,9 @@ def test_warm_start_runs_bn_then_full_for_the_same_epochs(tiny_npz):
         beyond.warm_start(config, bn_epochs=2)
     runs = beyond.warm_start(config, bn_epochs=1)
     assert runs.scratch.epochs_run == 2 and runs.bn_then_full.epochs_run == 2
+    assert runs.rest_only.epochs_run == 1 and runs.rest_only.parameters["trainable"] == runs.scratch.parameters["total"]
+    assert all(np.array_equal(runs.rest_only.initial_gamma[k], runs.scratch.initial_gamma[k])
+               for k in runs.scratch.initial_gamma), "the rest-only run starts from the same network"
     assert runs.bn_then_full.history["epoch"] == [1.0, 2.0]
     assert runs.bn_stage.parameters["trainable"] == runs.bn_stage.parameters["batchnorm"]
     assert runs.bn_then_full.parameters["trainable"] == runs.bn_then_full.parameters["total"]
