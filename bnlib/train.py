@@ -33,6 +33,15 @@ RUN_FILE = "run_config.json"
 MOVABLE_FIELDS = ("output_dir",)
 
 
+def _same_setting(key: str, old, new) -> bool:
+    """Whether a run folder's recorded setting ``key`` allows resuming with ``new``.  A data file
+    may move with its repository (a clone elsewhere, chapter 6's class-split archives in
+    ``.cache``): the same file name in another folder counts as the same data."""
+    if key in MOVABLE_FIELDS or old == new:
+        return True
+    return key == "data_path" and bool(old) and bool(new) and Path(old).name == Path(new).name
+
+
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -257,7 +266,7 @@ def _prepare_output(config: RunConfig, overwrite: bool, write: bool = True) -> P
     if run_file.is_file():
         existing = json.loads(run_file.read_text())
         changed = sorted(k for k in set(existing) | set(wanted)
-                         if k not in MOVABLE_FIELDS and existing.get(k) != wanted.get(k))
+                         if not _same_setting(k, existing.get(k), wanted.get(k)))
         if changed and not overwrite:
             raise RunConflictError(
                 f"{folder} holds a different run (differs in {', '.join(changed)}); choose "

@@ -357,6 +357,20 @@ def test_output_folder_of_another_run(killed, data, runs):
     assert json.loads((folder / train_module.RUN_FILE).read_text())["learning_rate"] == 0.02
 
 
+def test_a_run_folder_may_move_with_its_data_file(tmp_path):
+    """A clone elsewhere finds its runs: the same data file name in another folder is the same
+    data, as is another output folder; another file name is another run."""
+    config = RunConfig(model="resnet8", data_path="/old/clone/.cache/cifar10-classes-0-4.npz",
+                       output_dir=str(tmp_path / "old"))
+    train_module._prepare_output(config, overwrite=False)
+    moved = config.replace(data_path="/new/clone/.cache/cifar10-classes-0-4.npz", output_dir=str(tmp_path / "old"))
+    assert train_module._prepare_output(moved, overwrite=False) == tmp_path / "old"
+    for other in (config.replace(data_path="/old/clone/.cache/cifar10-classes-5-9.npz"),
+                  config.replace(data_path=None)):
+        with pytest.raises(RunConflictError, match="differs in data_path"):
+            train_module._prepare_output(other, overwrite=False)
+
+
 class HalfWritten:
     """A file handle that dies after writing half of what it is first given."""
 
