@@ -125,6 +125,12 @@ def accuracy_difference(a: Result, b: Result, z: float = 2.0) -> dict:
     return {"difference": difference, "standard error": error, "verdict": verdict}
 
 
+def difference_table(pairs: dict, z: float = 2.0) -> pd.DataFrame:
+    """:func:`accuracy_difference` for every named pair ``{name: (a, b)}``, one row each."""
+    table = pd.DataFrame({name: accuracy_difference(a, b, z) for name, (a, b) in pairs.items()}).T
+    return table.astype({"difference": float, "standard error": float})
+
+
 def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """One row per result: what ran, on what, for how long, and how well; the paper beside it."""
     rows = []

@@ -59,6 +59,9 @@ def test_accuracy_difference_needs_two_standard_errors():
         result.provenance["data"]["test_used"] = 1_000  # the same gap on a tenth of the images
     assert analysis.accuracy_difference(a, b)["verdict"] == "no clear difference"
     assert analysis.accuracy_difference(b, a, z=0.5)["verdict"] == "lower"
+    table = analysis.difference_table({"a vs b": (a, b), "b vs a": (b, a)})
+    assert table.loc["b vs a", "difference"] == pytest.approx(-2.0) and table["difference"].dtype == float
+    assert list(table["verdict"]) == ["no clear difference"] * 2
 
 
 def test_ablation_zeroes_small_gamma_and_restores():
