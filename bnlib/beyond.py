@@ -221,6 +221,10 @@ class Transfer:
     source_task: tuple
     target_task: tuple
 
+    @property
+    def results(self) -> list[Result]:
+        return [self.source, *self.runs.values()]
+
 
 def transfer(config: RunConfig, work: str | Path, source_task=TASK_A, target_task=TASK_B,
              verbose: int | str = 0, output_dir: str | Path | None = None) -> Transfer:
@@ -262,7 +266,8 @@ def transfer(config: RunConfig, work: str | Path, source_task=TASK_A, target_tas
         elif name == "BN-only from scratch":
             model = build(run, len(target_task))
         else:
-            source.model = source.model or _saved_source(source_config, len(source_task), work)
+            if source.model is None:  # the source finished in an earlier session
+                source.model = _saved_source(source_config, len(source_task), work)
             model = transfer_model(source.model, len(target_task), seed=config.seed)
         runs[name] = train(run, verbose=verbose, model=model)
     return Transfer(source, runs, tuple(source_task), tuple(target_task))

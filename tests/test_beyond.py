@@ -120,7 +120,7 @@ def test_saved_transfer_resumes_from_the_source_weights_and_loads_back(tiny_npz,
     config = tiny_config(tiny_npz, deterministic=True)
     work, out = tmp_path / "work", tmp_path / "transfer"
     first = beyond.transfer(config, work, output_dir=out)
-    assert set(first.runs) == set(beyond.TRANSFER_RUNS)
+    assert set(first.runs) == set(beyond.TRANSFER_RUNS) and first.results[0] is first.source
     assert (work / beyond.SOURCE_WEIGHTS).is_file()
     assert first.runs["fine-tune: bn"].parameters["trainable"] == first.runs["fine-tune: bn"].parameters["batchnorm"]
     np.testing.assert_array_equal(  # the BN fine-tuning started from the source's trained γ
