@@ -175,14 +175,14 @@ def rebuild_model(result: Result):
     """
     from . import freeze
     from .config import RunConfig
-    from .train import build_model, configure_runtime
+    from .train import build_model, configured_runtime
 
     config = RunConfig.from_dict({**result.config, "lr_milestones": tuple(result.config["lr_milestones"])})
     if config.policy not in REBUILDABLE or not result.moving_mean:
         raise ValueError(f"{result.label}: only results of policies {', '.join(REBUILDABLE)} saved with "
                          "moving statistics can be rebuilt (the others changed their convolutions).")
-    configure_runtime(config)
-    model = build_model(config, num_classes=result.output["bias"].shape[0])
+    with configured_runtime(config):
+        model = build_model(config, num_classes=result.output["bias"].shape[0])
     for layer in freeze.batchnorm_layers(model):
         layer.gamma.assign(result.gamma[layer.name])
         layer.beta.assign(result.beta[layer.name])

@@ -95,10 +95,10 @@ def build(config: RunConfig, num_classes: int) -> keras.Model:
     """``config.model`` with ``num_classes`` outputs, initialised exactly as :func:`bnlib.train`
     would initialise it (same seed, γ/β initialisation and policy).  Pass it to
     ``bnlib.train(config, model=...)`` to train a network whose head is not CIFAR-10's."""
-    from .train import build_model, configure_runtime
+    from .train import build_model, configured_runtime
 
-    configure_runtime(config)
-    return build_model(config, num_classes)
+    with configured_runtime(config):
+        return build_model(config, num_classes)
 
 
 def transfer_model(model: keras.Model, num_classes: int, seed: int = 0) -> keras.Model:

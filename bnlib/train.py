@@ -348,6 +348,23 @@ def configure_runtime(config: RunConfig) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
 
 
+@contextlib.contextmanager
+def configured_runtime(config: RunConfig):
+    """:func:`configure_runtime` for the duration of a block, then the process-wide settings it
+    changes (precision policy, op determinism) put back, so that a deterministic or
+    mixed-precision run or build in a notebook does not change the cells after it.  Models built
+    inside keep their precision."""
+    policy_before = keras.mixed_precision.global_policy()
+    determinism_before = runtime.op_determinism_enabled()
+    try:
+        configure_runtime(config)
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy_before)
+        if config.deterministic and not determinism_before:
+            runtime.disable_op_determinism()
+
+
 def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
           callbacks: list | None = None, model: keras.Model | None = None) -> results.Result:
     """Train as ``config`` says and return the Result (also saved in ``config.output_dir``).
@@ -369,21 +386,12 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
         finished = bool(_cluster_sum(strategy, [finished], chief_only=True)[0])
     if finished:
         return results.load(folder)
-    # Process-wide settings a run changes are put back afterwards, so that a deterministic or
-    # mixed-precision run in a notebook does not change the cells after it.
-    policy_before = keras.mixed_precision.global_policy()
-    determinism_before = runtime.op_determinism_enabled()
-    try:
+    with configured_runtime(config):
         return _train(config, folder, strategy, chief, verbose, callbacks or [], started, model)
-    finally:
-        keras.mixed_precision.set_global_policy(policy_before)
-        if config.deterministic and not determinism_before:
-            runtime.disable_op_determinism()
 
 
 def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
            model=None) -> results.Result:
-    configure_runtime(config)
     splits = data_module.prepare(config)
     strategy = strategy or make_strategy(config.strategy)
     with strategy.scope():

@@ -1,4 +1,6 @@
 """bnlib.beyond: class-split tasks, transfer models, BN-only warm-up and pruning by |γ|."""
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -98,6 +100,17 @@ def test_warm_start_runs_bn_then_full_for_the_same_epochs(tiny_npz):
     assert not beyond.kernels_equal(beyond.conv_kernels(initial), trained)
 
 
+def test_building_leaves_process_wide_settings_as_they_were(tiny_npz):
+    """beyond.build (and so warm_start and transfer) seeds and configures like bnlib.train, and
+    like it puts op determinism and the precision policy back: a later run must not inherit them."""
+    from tensorflow.python.framework import config as tf_config
+
+    model = beyond.build(tiny_config(tiny_npz, deterministic=True, mixed_precision=True), 10)
+    assert freeze.conv_layers(model)[0].compute_dtype == "float16"   # built as configured ...
+    assert not tf_config.is_op_determinism_enabled()                  # ... settings put back
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
 def test_saved_warm_start_resumes_each_stage_and_loads_back(tiny_npz, tmp_path):
     config = tiny_config(tiny_npz, epochs=2, deterministic=True)
     first = beyond.warm_start(config, bn_epochs=1, output_dir=tmp_path / "warm")
@@ -105,7 +118,6 @@ def test_saved_warm_start_resumes_each_stage_and_loads_back(tiny_npz, tmp_path):
     assert first.bn_stage_kept_convolutions
     # Interrupted after the BN stage: the rerun rebuilds that stage's network from its result
     # and trains the second stage again, to the same weights as the first time.
-    import shutil
     shutil.rmtree(tmp_path / "warm" / "bn-then-full")
     again = beyond.warm_start(config, bn_epochs=1, output_dir=tmp_path / "warm")
     assert again.bn_stage_kept_convolutions is None  # loaded, not checked in this session
@@ -126,7 +138,6 @@ def test_saved_transfer_resumes_from_the_source_weights_and_loads_back(tiny_npz,
     np.testing.assert_array_equal(  # the BN fine-tuning started from the source's trained γ
         np.concatenate([g.ravel() for g in first.runs["fine-tune: bn"].initial_gamma.values()]),
         first.source.all_gamma())
-    import shutil
     shutil.rmtree(out / "fine-tune-all")
     again = beyond.transfer(config, work, output_dir=out)  # the source comes from its saved weights
     np.testing.assert_allclose(again.runs["fine-tune: all"].all_gamma(),
