@@ -53,6 +53,8 @@ CPU_50K = {
     "resnet20-bn-50k": dict(model="resnet20", policy="bn", **LONGER),
     # Full training on the same longer schedule: is the BN-only gap to it still wide?
     "resnet20-all-50k": dict(model="resnet20", policy="all", **LONGER),
+    # ... and at a second depth: does the gap narrow with depth, as in the paper?
+    "resnet14-all-50k": dict(model="resnet14", policy="all", **LONGER),
 }
 # results/<folder>/<name>: every single-run experiment, in the order they run.
 EXPERIMENTS = {name: (folder, overrides) for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K))

@@ -21,6 +21,27 @@ def pytest_configure(config):
     )
 
 
+def seconds_per_file(reports, suffix=".ipynb"):
+    """Seconds per test file whose name ends with `suffix`: its setup, calls and teardowns summed."""
+    totals = {}
+    for report in reports:
+        path = report.nodeid.split("::")[0]
+        if path.endswith(suffix):
+            totals[path] = totals.get(path, 0.0) + report.duration
+    return totals
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run, the seconds each notebook took under nbval (kernel start and every cell)."""
+    reports = [report for group in terminalreporter.stats.values() for report in group
+               if hasattr(report, "duration") and hasattr(report, "nodeid")]
+    totals = seconds_per_file(reports)
+    if totals:
+        terminalreporter.write_sep("=", "seconds per notebook (kernel start and every cell)")
+        for path, seconds in sorted(totals.items()):
+            terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+
+
 def make_arrays(n_train=60, n_test=30, num_classes=10, seed=0):
     """Random CIFAR-shaped arrays; labels cycle so every class is present."""
     rng = np.random.default_rng(seed)
