@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from .config import FIELD_HELP, PRESETS, RunConfig
 
@@ -107,12 +108,18 @@ def _report(args) -> int:
 
     from . import analysis, results
 
-    found = []
+    found, names = [], []
     for path in args.paths:
-        found += results.load_all(path)
+        loaded = results.load_all(path)
+        found += loaded
+        names += [_run_name(result.path, path) for result in loaded]
     if not found:
         raise ValueError(f"No result.json under {', '.join(args.paths)}; train with --out first.")
     table = analysis.comparison_table(found, args.threshold)
+    # Rows named by folder: run names repeat across experiments (every seed of chapter 6's
+    # experiments has a "full, 8 ep."), folders do not.
+    table.insert(0, "name", table.index)
+    table.index = pd.Index(names, name="run")
     if args.markdown:
         print(table.to_markdown(floatfmt=".3g"))
     else:
@@ -123,6 +130,12 @@ def _report(args) -> int:
     if args.csv:
         table.to_csv(args.csv)
     return 0
+
+
+def _run_name(folder: str, root: str) -> str:
+    """A result's folder relative to the path the user named (its own name if that is the folder)."""
+    relative = Path(folder).resolve().relative_to(Path(root).resolve())
+    return relative.as_posix() if relative.parts else Path(folder).name
 
 
 def _params(args) -> int:

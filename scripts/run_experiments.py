@@ -42,6 +42,7 @@ CPU = {
     "resnet32-all": dict(model="resnet32", policy="all"),
     "resnet56-all": dict(model="resnet56", policy="all"),
     "resnet110-bn": dict(model="resnet110", policy="bn"),
+    "resnet110-all": dict(model="resnet110", policy="all"),
 }
 # Does the paper's depth trend appear with more training?  Every training image (50,000) and
 # 15 epochs: 9.3x the optimizer steps of the runs above, same optimizer and schedule shape.

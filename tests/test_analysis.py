@@ -1,5 +1,11 @@
 """γ/β statistics, the ablation, comparison tables, plots and the command line."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+
 import pytest
 
 import bnlib
@@ -117,4 +123,19 @@ def test_cli_train_and_report(tiny_npz, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["report", str(tmp_path), "--markdown"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| run") and set(lines[1]) <= set("|-: ") and "resnet8 bn" in lines[2]
+    assert lines[0].startswith("| run") and set(lines[1]) <= set("|-: ") and lines[2].startswith("| run ")
+    # Two runs with the same name in different folders (two seeds of one experiment): rows by folder.
+    shutil.copytree(out, tmp_path / "seed1" / "run")
+    assert cli.main(["report", str(tmp_path), "--markdown"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
+    assert rows == ["run", "seed1/run"]
+    assert cli.main(["report", str(out)]) == 0  # a result's own folder: its name
+    assert capsys.readouterr().out.splitlines()[2].startswith("run ")
+
+
+def test_cli_output_piped_into_a_reader_that_stops_is_not_an_error():
+    """`python -m bnlib report ... | head` must not end in a BrokenPipeError traceback."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(f"{sys.executable} -m bnlib report results/cpu/resnet14-bn | true",
+                          shell=True, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
