@@ -73,26 +73,37 @@ def gamma_by_layer(result: Result, threshold: float = analysis.DEFAULT_THRESHOLD
     return fig
 
 
+POLICY_MARKERS = {"all": "s", "bn": "o", "bn+output": "D", "output": "v", "random": "X",
+                  "gamma": "^", "beta": "<", "none": "."}
+
+
 def accuracy_vs_parameters(results: list[Result], paper_points: dict | None = None):
-    """Test accuracy against trainable parameters (log scale), one marker per policy."""
+    """Test accuracy against trainable parameters (log scale): one colour and marker per policy,
+    joined across depths, each point labelled with its network (the depth, for CIFAR ResNets)."""
+    from .models import parse_name
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {"all": "s", "bn": "o", "bn+output": "D", "output": "v", "random": "x",
-               "gamma": "^", "beta": "<", "none": "."}
+    by_policy: dict[str, list[Result]] = {}
     for result in results:
-        policy = result.config["policy"]
-        ax.scatter(result.parameters["trainable"], 100 * result.test_accuracy,
-                   marker=markers.get(policy, "o"), s=50, label=f"{result.label}")
-        ax.annotate(result.config["model"], (result.parameters["trainable"], 100 * result.test_accuracy),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+        by_policy.setdefault(result.config["policy"], []).append(result)
+    for policy, group in by_policy.items():
+        group.sort(key=lambda r: r.parameters["trainable"])
+        x = [r.parameters["trainable"] for r in group]
+        y = [100 * r.test_accuracy for r in group]
+        ax.plot(x, y, marker=POLICY_MARKERS.get(policy, "o"), ms=7, lw=1, alpha=0.9, label=policy)
+        for result, xy in zip(group, zip(x, y)):
+            family, depth, _ = parse_name(result.config["model"])
+            ax.annotate(str(depth) if family == "resnet" else result.config["model"], xy,
+                        fontsize=7, xytext=(0, 6), textcoords="offset points", ha="center")
     for label, (params, accuracy) in (paper_points or {}).items():
         ax.scatter(params, accuracy, marker="*", s=120, color="k")
         ax.annotate(label, (params, accuracy), fontsize=7, xytext=(3, -10), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
+    ax.set_xlabel("trainable parameters (log scale); numbers: ResNet depth")
     ax.set_ylabel("test accuracy (%)")
     ax.axhline(10, color="0.6", ls=":", label="chance")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=8, title="policy", title_fontsize=8)
     if results:
         ax.set_title(provenance_label(results[0]), fontsize=9)
     fig.tight_layout()

@@ -94,6 +94,13 @@ def test_plots_return_figures():
                    plots.accuracy_vs_parameters([result, fake_result("all", "all")]),
                    plots.gamma_by_layer(result), plots.depth_sweep([result])):
         assert figure.axes
+    # one line per policy, joined across depths; each point labelled with its depth
+    runs = [fake_result(policy="bn"), fake_result(policy="bn"), fake_result(policy="all")]
+    runs[1].config["model"], runs[1].parameters["trainable"] = "resnet20", 1568
+    axes = plots.accuracy_vs_parameters(runs).axes[0]
+    assert axes.get_legend_handles_labels()[1] == ["bn", "all", "chance"]
+    assert list(axes.lines[0].get_xdata()) == [1120, 1568]
+    assert [text.get_text() for text in axes.texts] == ["14", "20", "14"]
 
 
 def test_cli_params_and_errors(capsys):
