@@ -3,6 +3,7 @@ comparison tables of many results with the paper's reference figures beside them
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -73,7 +74,10 @@ def ablate_small_gamma(model, x, y, threshold: float = DEFAULT_THRESHOLD, batch_
     saved = [layer.gamma.numpy().copy() for layer in layers]
 
     def accuracy() -> float:
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
+        # Eager forward passes: model.predict would trace a new tf.function per model, and a
+        # notebook ablating several networks fills its page with TensorFlow's retracing warnings.
+        logits = np.concatenate([keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+                                 for i in range(0, len(x), batch_size)])
         return float((np.argmax(logits, axis=1) == np.ravel(y)).mean())
 
     def zero(choose) -> int:
