@@ -21,6 +21,9 @@ from bnlib import beyond
 
 ROOT = Path(__file__).resolve().parents[1] / "results"
 
+# The seed article's recipe, scaled down (see keras-resnet50-bn-article below).
+ARTICLE = dict(policy="bn", optimizer="adam", learning_rate=0.01, schedule="constant", augment=False,
+               gamma_init="he_normal", batch_size=256)
 # name -> RunConfig overrides on top of the `cpu` preset.  Same schedule for every run.
 CPU = {
     "resnet14-bn": dict(model="resnet14", policy="bn"),
@@ -35,14 +38,15 @@ CPU = {
     "resnet20-bn-gamma-ones": dict(model="resnet20", policy="bn", gamma_init="ones"),
     # The seed article's setup, scaled down: Keras ResNet-50, BN-only, Adam 0.01 constant,
     # no augmentation, γ he_normal (batch 256 instead of 1024: 10,000 images give 40 steps/epoch).
-    "keras-resnet50-bn-article": dict(model="keras-resnet50", policy="bn", optimizer="adam",
-                                      learning_rate=0.01, schedule="constant", augment=False,
-                                      gamma_init="he_normal", batch_size=256),
+    "keras-resnet50-bn-article": dict(model="keras-resnet50", **ARTICLE),
     "resnet56-bn": dict(model="resnet56", policy="bn"),
     "resnet32-all": dict(model="resnet32", policy="all"),
     "resnet56-all": dict(model="resnet56", policy="all"),
     "resnet110-bn": dict(model="resnet110", policy="bn"),
     "resnet110-all": dict(model="resnet110", policy="all"),
+    # The seed article's deeper Keras ResNets, same scaled-down recipe: does depth pay there too?
+    "keras-resnet101-bn-article": dict(model="keras-resnet101", **ARTICLE),
+    "keras-resnet152-bn-article": dict(model="keras-resnet152", **ARTICLE),
 }
 # Does the paper's depth trend appear with more training?  Every training image (50,000) and
 # 15 epochs: 9.3x the optimizer steps of the runs above, same optimizer and schedule shape.
