@@ -117,8 +117,10 @@ def _report(args) -> int:
         raise ValueError(f"No result.json under {', '.join(args.paths)}; train with --out first.")
     table = analysis.comparison_table(found, args.threshold)
     # Rows named by folder: run names repeat across experiments (every seed of chapter 6's
-    # experiments has a "full, 8 ep."), folders do not.
-    table.insert(0, "name", table.index)
+    # experiments has a "full, 8 ep."), folders do not.  Names that say more than their folder's
+    # name stay, as a column.
+    if any(result.label != Path(result.path).name for result in found):
+        table.insert(0, "name", table.index)
     table.index = pd.Index(names, name="run")
     if args.markdown:
         print(table.to_markdown(floatfmt=".3g"))
