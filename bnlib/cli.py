@@ -110,9 +110,10 @@ def _report(args) -> int:
 
     found, names = [], []
     for path in args.paths:
-        loaded = results.load_all(path)
+        root = Path(path).parent if Path(path).is_file() else Path(path)  # a result.json: its folder
+        loaded = results.load_all(root)
         found += loaded
-        names += [_run_name(result.path, path) for result in loaded]
+        names += [_run_name(result.path, root) for result in loaded]
     if not found:
         raise ValueError(f"No result.json under {', '.join(args.paths)}; train with --out first.")
     table = analysis.comparison_table(found, args.threshold)
@@ -134,9 +135,9 @@ def _report(args) -> int:
     return 0
 
 
-def _run_name(folder: str, root: str) -> str:
+def _run_name(folder: str, root: Path) -> str:
     """A result's folder relative to the path the user named (its own name if that is the folder)."""
-    relative = Path(folder).resolve().relative_to(Path(root).resolve())
+    relative = Path(folder).resolve().relative_to(root.resolve())
     return relative.as_posix() if relative.parts else Path(folder).name
 
 

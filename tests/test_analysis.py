@@ -136,8 +136,9 @@ def test_cli_train_and_report(tiny_npz, tmp_path, capsys):
     assert cli.main(["report", str(tmp_path), "--markdown"]) == 0
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
     assert rows == ["run", "seed1/run"]
-    assert cli.main(["report", str(out)]) == 0  # a result's own folder: its name
-    assert capsys.readouterr().out.splitlines()[2].startswith("run ")
+    for own in (out, out / "result.json"):  # a result's own folder, or its result.json: its name
+        assert cli.main(["report", str(own)]) == 0
+        assert capsys.readouterr().out.splitlines()[2].startswith("run ")
 
 
 def test_cli_output_piped_into_a_reader_that_stops_is_not_an_error():
