@@ -34,7 +34,7 @@ FIELD_HELP = {
     "optimizer": "sgd (with momentum) or adam",
     "learning_rate": "initial learning rate",
     "momentum": "SGD momentum",
-    "weight_decay": "decoupled weight decay on the trained parameters only",
+    "weight_decay": "L2 weight decay on the trained parameters, added to their gradients (PyTorch's form, as in the paper)",
     "schedule": "step (x lr_decay at lr_milestones), cosine, or constant",
     "lr_milestones": "epochs at which the step schedule decays the learning rate",
     "lr_decay": "factor of each step decay",
@@ -70,7 +70,7 @@ class RunConfig:
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9             # SGD momentum
-    weight_decay: float = 1e-4        # on trainable weights only (Keras' decoupled form)
+    weight_decay: float = 1e-4        # L2 on trained weights, PyTorch's coupled form
     schedule: str = "step"
     lr_milestones: tuple[int, ...] = (80, 120)
     lr_decay: float = 0.1

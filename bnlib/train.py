@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_module
-from . import freeze, models, results, runtime
+from . import freeze, models, optimizers, results, runtime
 from .config import RunConfig
 
 BACKUP = "backup"
@@ -60,13 +60,14 @@ def build_model(config: RunConfig, num_classes: int = 10) -> keras.Model:
 
 
 def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
-    """SGD with momentum or Adam; weight decay applies only to what the optimizer trains."""
+    """SGD with momentum or Adam.  Weight decay is the paper's (PyTorch's) L2 term on the gradient,
+    see bnlib.optimizers, and so applies only to what the optimizer trains."""
     common = dict(learning_rate=learning_rate(config, 0),
-                  weight_decay=config.weight_decay or None,
+                  coupled_weight_decay=config.weight_decay,
                   global_clipnorm=config.clipnorm)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=config.momentum, **common)
-    return keras.optimizers.Adam(**common)
+        return optimizers.SGD(momentum=config.momentum, **common)
+    return optimizers.Adam(**common)
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from bnlib import freeze, models
+from bnlib import freeze, models, optimizers
 from bnlib.config import POLICIES
 
 RESNET14_TRAINABLE = {"all": 175_258, "bn": 1_120, "bn+output": 1_770, "output": 650,
@@ -18,7 +18,7 @@ def train_steps(model, steps=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(16, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, 16)
-    model.compile(keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-3),
+    model.compile(optimizers.SGD(0.1, momentum=0.9, coupled_weight_decay=1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     for _ in range(steps):
         model.train_on_batch(x, y)
