@@ -5,7 +5,9 @@
 Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set,
 8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one
 after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
-training images, 15 epochs, otherwise the same); then chapter 6's experiments of
+training images, 15 epochs, otherwise the same); then the paper's own recipe at a fifth of its
+length in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
+images, 32 epochs: a ResNet-14 with and without the weight decay); then chapter 6's experiments of
 results/cpu-beyond/ (bnlib.beyond: BN-only warm-up, BN-only fine-tuning on a class split), each
 several runs of the `cpu` profile.  Each run checkpoints every epoch into its
 folder: re-running the command after an interruption resumes the unfinished run and skips the
@@ -61,8 +63,19 @@ CPU_50K = {
     # ... and at a second depth: does the gap narrow with depth, as in the paper?
     "resnet14-all-50k": dict(model="resnet14", policy="all", **LONGER),
 }
+# The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
+# (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
+# the epochs (80 and 120 of 160 in the paper), every training image, 32 epochs.  Does it switch off
+# the paper's "third of the features", and is weight decay what does it?  Same run without it.
+PAPER_RECIPE = dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+                    lr_milestones=(16, 24), lr_decay=0.1, train_per_class=None, epochs=32)
+CPU_SGD = {
+    "resnet14-bn-sgd": dict(model="resnet14", policy="bn", **PAPER_RECIPE),
+    "resnet14-bn-sgd-no-wd": dict(model="resnet14", policy="bn", **{**PAPER_RECIPE, "weight_decay": 0.0}),
+}
 # results/<folder>/<name>: every single-run experiment, in the order they run.
-EXPERIMENTS = {name: (folder, overrides) for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K))
+EXPERIMENTS = {name: (folder, overrides)
+               for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K), ("cpu-sgd", CPU_SGD))
                for name, overrides in group.items()}
 # Chapter 6's questions (bnlib.beyond), answered in the `cpu` profile with a ResNet-14, twice
 # (seeds 0 and 1: initialisation, data order, augmentation): each experiment is several runs, saved
@@ -78,7 +91,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--root", default=str(ROOT),
-                        help="folder for cpu/, cpu-50k/ and cpu-beyond/ (default: the repository's results/)")
+                        help="folder for cpu/, cpu-50k/, cpu-sgd/ and cpu-beyond/ (default: the repository's results/)")
     parser.add_argument("--work", default=str(ROOT.parent / ".cache" / "beyond"),
                         help="scratch folder for the transfer experiment's class-split archives and "
                              "source weights, kept out of the results (default: .cache/beyond)")
