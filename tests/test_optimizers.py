@@ -37,7 +37,7 @@ def sgd_torch(gradients, lr, momentum, decay):
     return w
 
 
-GRADIENTS = [np.random.default_rng(0).normal(size=3).astype("float32") for _ in range(5)]
+GRADIENTS = list(np.random.default_rng(0).normal(size=(5, 3)).astype("float32"))  # five different steps
 
 
 def test_sgd_weight_decay_is_torchs():
