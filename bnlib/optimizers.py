@@ -40,3 +40,19 @@ class SGD(_CoupledWeightDecay, keras.optimizers.SGD):
 @keras.saving.register_keras_serializable(package="bnlib")
 class Adam(_CoupledWeightDecay, keras.optimizers.Adam):
     """keras.optimizers.Adam with torch.optim.Adam's weight decay (``coupled_weight_decay``)."""
+
+
+def describe(optimizer: keras.optimizers.Optimizer) -> str:
+    """One line a result records: the optimizer and the form of its weight decay, e.g.
+    ``bnlib.optimizers.SGD (momentum 0.9; weight decay 0.0001 as an L2 term on the gradient)``."""
+    details = []
+    if getattr(optimizer, "momentum", None):
+        details.append(f"momentum {float(optimizer.momentum):g}")
+    if getattr(optimizer, "coupled_weight_decay", 0.0):
+        details.append(f"weight decay {optimizer.coupled_weight_decay:g} as an L2 term on the gradient")
+    if optimizer.weight_decay:
+        details.append(f"decoupled weight decay {optimizer.weight_decay:g}")
+    if optimizer.global_clipnorm:
+        details.append(f"gradients clipped to global norm {optimizer.global_clipnorm:g}")
+    name = f"{type(optimizer).__module__}.{type(optimizer).__name__}"
+    return f"{name} ({'; '.join(details)})" if details else name

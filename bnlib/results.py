@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -171,10 +172,28 @@ def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "host": platform.node(),
+        "source": source_version(),
         "data": data_source,
         "wall_seconds": round(wall_seconds, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def source_version() -> str | None:
+    """The git commit bnlib runs from, with ``+modified`` when its files differ from it (e.g.
+    ``1ac459b+modified``); None when bnlib is not in a git checkout (an installed wheel)."""
+    package = Path(__file__).resolve().parent
+    def git(*args):
+        return subprocess.run(["git", "-C", str(package.parent), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != package.parent:
+            return None  # bnlib installed inside some other repository's folder
+        commit = git("rev-parse", "--short", "HEAD")
+        modified = git("status", "--porcelain", "--", str(package))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+modified" if modified else "")
 
 
 def _cpu_name() -> str:

@@ -476,6 +476,7 @@ def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
         output={"kernel": freeze.output_layer(model).kernel.numpy(),
                 "bias": freeze.output_layer(model).bias.numpy()},
     )
+    result.provenance["optimizer"] = optimizers.describe(model.optimizer)
     result.provenance["epochs_resumed_from"] = first_epoch
     result.provenance["train_seconds"] = round(sum(history.get("epoch_seconds", [])), 1)
     if folder is not None and chief:

@@ -72,6 +72,8 @@ PAPER_RECIPE = dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_dec
 CPU_SGD = {
     "resnet14-bn-sgd": dict(model="resnet14", policy="bn", **PAPER_RECIPE),
     "resnet14-bn-sgd-no-wd": dict(model="resnet14", policy="bn", **{**PAPER_RECIPE, "weight_decay": 0.0}),
+    # One step deeper on the same recipe: does depth pay, and does it switch more features off?
+    "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
 }
 # results/<folder>/<name>: every single-run experiment, in the order they run.
 EXPERIMENTS = {name: (folder, overrides)

@@ -113,3 +113,13 @@ def test_decay_counts_once_across_replicas():
     assert replicas == "2"
     zeros = [np.zeros(3)] * 3
     np.testing.assert_allclose([float(v) for v in values], sgd_torch(zeros, 0.1, 0.9, DECAY), rtol=1e-5)
+
+
+def test_describe_names_the_weight_decay_form():
+    """A result says which weight decay it ran with: bnlib's coupled L2 term or Keras' decoupled one."""
+    paper = optimizers.describe(make_optimizer(RunConfig.preset("paper", clipnorm=2.0)))
+    assert paper == ("bnlib.optimizers.SGD (momentum 0.9; weight decay 0.0001 as an L2 term on the "
+                     "gradient; gradients clipped to global norm 2)")
+    assert optimizers.describe(make_optimizer(RunConfig.preset("cpu"))) == "bnlib.optimizers.Adam"
+    keras_decay = optimizers.describe(keras.optimizers.SGD(momentum=0.5, weight_decay=1e-3))
+    assert keras_decay.endswith("SGD (momentum 0.5; decoupled weight decay 0.001)")

@@ -1,5 +1,9 @@
 """Training end to end: the issue's acceptance run, schedules, results on disk."""
+import importlib.util
 import json
+import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -58,11 +62,44 @@ def test_result_records_history_schedule_and_provenance(tiny_npz, tmp_path):
     assert len(history["epoch_seconds"]) == 3 and "val_accuracy" in history
     record = json.loads((tmp_path / "r" / "result.json").read_text())
     assert record["config"]["model"] == "resnet8" and record["format_version"] == results.FORMAT_VERSION
-    for key in ("bnlib", "tensorflow", "keras", "device", "data", "wall_seconds"):
+    for key in ("bnlib", "tensorflow", "keras", "device", "data", "wall_seconds", "source"):
         assert key in record["provenance"]
+    # the optimizer and the form of its weight decay (RunConfig's default: 1e-4, PyTorch's form)
+    assert record["provenance"]["optimizer"] == (
+        "bnlib.optimizers.SGD (momentum 0.9; weight decay 0.0001 as an L2 term on the gradient)")
     # finished runs are returned, not re-trained
     again = bnlib.train(config, verbose=0)
     assert again.model is None and again.test_accuracy == result.test_accuracy
+
+
+def _source_version_of_copy(folder):
+    """source_version() of a copy of bnlib/results.py placed in ``folder``/bnlib."""
+    (folder / "bnlib").mkdir(parents=True)
+    shutil.copy(results.__file__, folder / "bnlib" / "results.py")
+    spec = importlib.util.spec_from_file_location("copied_results", folder / "bnlib" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module.source_version
+
+
+def test_provenance_names_the_commit_bnlib_runs_from(tmp_path):
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path / "repo"), *args], check=True,
+                                       capture_output=True, text=True).stdout.strip()
+    source_version = _source_version_of_copy(tmp_path / "repo")
+    assert source_version() is None  # not a git checkout: an installed copy
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "bnlib")
+    commit = git("rev-parse", "--short", "HEAD")
+    assert source_version() == commit
+    (tmp_path / "repo" / "notes.txt").write_text("outside bnlib/: not a change to the code")
+    assert source_version() == commit
+    (tmp_path / "repo" / "bnlib" / "results.py").write_text("# edited")
+    assert source_version() == commit + "+modified"
 
 
 def test_policy_all_trains_convolutions(tiny_npz):
