@@ -2,10 +2,12 @@
 
 A result is a folder holding ``result.json`` (config, per-epoch history, final accuracy, parameter
 counts, provenance) and ``batchnorm.npz`` (every BN layer's final γ, β and moving statistics, their
-initial values, and the output layer).  With the seed in the config, that is enough to rebuild a
-trained BN-only network exactly (``analysis.rebuild_model``): its convolutions never left their
-random initialisation.  Both are written atomically (write to a temporary file, then rename), the JSON last, so
-a folder with a ``result.json`` always holds a complete result.
+initial values, and the output layer; one array per kind, the layers in the order and with the
+channel counts that ``result.json`` lists under ``layers`` and ``channels``).  With the seed in the
+config, that is enough to rebuild a trained BN-only network exactly (``analysis.rebuild_model``):
+its convolutions never left their random initialisation.  Both are written atomically (write to a
+temporary file, then rename), the JSON last, so a folder with a ``result.json`` always holds a
+complete result.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+# 1: batchnorm.npz holds one array per layer and kind; 2: one array per kind (all layers).
+FORMAT_VERSION = 2
+PER_LAYER = ("gamma", "beta", "initial_gamma", "initial_beta", "moving_mean", "moving_variance")
 RESULT_FILE = "result.json"
 ARRAYS_FILE = "batchnorm.npz"
 
@@ -64,15 +68,7 @@ class Result:
         """Write the result into ``folder`` atomically; returns the path of result.json."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays = {}
-        for prefix, values in (("gamma", self.gamma), ("beta", self.beta),
-                               ("initial_gamma", self.initial_gamma),
-                               ("initial_beta", self.initial_beta),
-                               ("moving_mean", self.moving_mean),
-                               ("moving_variance", self.moving_variance),
-                               ("output", self.output)):
-            arrays.update({f"{prefix}/{layer}": np.asarray(v, np.float32) for layer, v in values.items()})
-        atomic_write(folder / ARRAYS_FILE, lambda handle: np.savez_compressed(handle, **arrays))
+        atomic_write(folder / ARRAYS_FILE, lambda handle: np.savez_compressed(handle, **self._arrays()))
         record = {
             "format_version": FORMAT_VERSION,
             "config": self.config,
@@ -82,11 +78,21 @@ class Result:
             "parameters": self.parameters,
             "provenance": self.provenance,
             "layers": list(self.gamma),
+            "channels": [int(np.size(g)) for g in self.gamma.values()],
         }
         text = json.dumps(_plain(record), indent=1, sort_keys=False)
         atomic_write(folder / RESULT_FILE, lambda handle: handle.write(text.encode()))
         self.path = str(folder)
         return folder / RESULT_FILE
+
+    def _arrays(self) -> dict:
+        """What ``batchnorm.npz`` holds: per kind, every layer's values in one array, in the
+        order of ``layers`` (one array per layer, format 1, cost ~300 bytes of zip and npy
+        headers each: most of the file for deep networks); the output layer as it is."""
+        arrays = {kind: np.concatenate([np.asarray(values[layer], np.float32).ravel() for layer in self.gamma])
+                  for kind in PER_LAYER if (values := getattr(self, kind))}
+        arrays.update({f"output/{k}": np.asarray(v, np.float32) for k, v in self.output.items()})
+        return arrays
 
 
 def atomic_write(path: Path, write) -> None:
@@ -134,21 +140,36 @@ def load(path: str | os.PathLike) -> Result:
         raise ResultFormatError(
             f"{json_path} has result format {version!r}, newer than this bnlib reads "
             f"({FORMAT_VERSION}); upgrade bnlib (pip install -U bnlib).")
-    split = {name: {} for name in ("gamma", "beta", "initial_gamma", "initial_beta",
-                                   "moving_mean", "moving_variance", "output")}
-    if (folder / ARRAYS_FILE).is_file():
-        with np.load(folder / ARRAYS_FILE) as arrays:
-            for key in arrays.files:
-                prefix, layer = key.split("/", 1)
-                split[prefix][layer] = arrays[key]
-    order = record.get("layers", [])
-    for prefix in split:
-        if prefix != "output":
-            split[prefix] = {k: split[prefix][k] for k in order if k in split[prefix]}
+    arrays = _read_arrays(folder / ARRAYS_FILE, record) if (folder / ARRAYS_FILE).is_file() else {}
     return Result(config=record["config"], history=record["history"],
                   test_accuracy=record["test_accuracy"], test_loss=record["test_loss"],
                   parameters=record["parameters"], provenance=record["provenance"],
-                  path=str(folder), **split)
+                  path=str(folder), **arrays)
+
+
+def _read_arrays(path: Path, record: dict) -> dict:
+    """The per-layer arrays of ``batchnorm.npz``: {kind: {layer: values}} and the output layer."""
+    layers = record.get("layers", [])
+    split = {kind: {} for kind in (*PER_LAYER, "output")}
+    with np.load(path) as arrays:
+        if record["format_version"] < 2:
+            for key in arrays.files:
+                kind, layer = key.split("/", 1)
+                split[kind][layer] = arrays[key]
+            return {kind: ({k: values[k] for k in layers if k in values} if kind != "output" else values)
+                    for kind, values in split.items()}
+        bounds = np.cumsum([0, *record["channels"]])
+        for key in arrays.files:
+            kind, _, name = key.partition("/")
+            if kind == "output":
+                split[kind][name] = arrays[key]
+                continue
+            values = arrays[key]
+            if len(values) != bounds[-1] or len(layers) != len(bounds) - 1:
+                raise ResultFormatError(f"{path} holds {len(values)} {kind} values where {path.parent / RESULT_FILE} "
+                                        f"names {bounds[-1]} channels; re-run to regenerate the result.")
+            split[kind] = {layer: values[a:b] for layer, a, b in zip(layers, bounds[:-1], bounds[1:])}
+    return split
 
 
 def load_all(root: str | os.PathLike) -> list[Result]:

@@ -7,7 +7,8 @@ Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the
 after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
 training images, 15 epochs, otherwise the same); then the paper's own recipe at a fifth of its
 length in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
-images, 32 epochs: a ResNet-14 with and without the weight decay); then chapter 6's experiments of
+images, 32 epochs: a ResNet-14 with and without the weight decay, and a ResNet-20); then the
+first 80 steps of that recipe for a ResNet-866 in results/cpu-deep/; then chapter 6's experiments of
 results/cpu-beyond/ (bnlib.beyond: BN-only warm-up, BN-only fine-tuning on a class split), each
 several runs of the `cpu` profile.  Each run checkpoints every epoch into its
 folder: re-running the command after an interruption resumes the unfinished run and skips the
@@ -75,9 +76,21 @@ CPU_SGD = {
     # One step deeper on the same recipe: does depth pay, and does it switch more features off?
     "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
 }
+# Does the paper's recipe stay finite for the deepest network?  A published TensorFlow reproduction
+# reported that BN-only ResNet-218/434/866 diverged.  ResNet-866 takes about 7-12 s per step here,
+# so this is the start of training only: the paper's optimizer at its full learning rate of 0.1
+# (the first decay comes at epoch 80), 80 steps (2,560 images x 4 epochs), 1,000 test images; once
+# with the paper's uniform γ and once with Keras' default γ = 1.
+DEEP_START = dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+                  lr_milestones=(80, 120), lr_decay=0.1, train_per_class=256, test_per_class=100, epochs=4)
+CPU_DEEP = {
+    "resnet866-bn-sgd-start": dict(model="resnet866", policy="bn", **DEEP_START),
+    "resnet866-bn-sgd-start-gamma-ones": dict(model="resnet866", policy="bn", gamma_init="ones", **DEEP_START),
+}
 # results/<folder>/<name>: every single-run experiment, in the order they run.
 EXPERIMENTS = {name: (folder, overrides)
-               for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K), ("cpu-sgd", CPU_SGD))
+               for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K), ("cpu-sgd", CPU_SGD),
+                                     ("cpu-deep", CPU_DEEP))
                for name, overrides in group.items()}
 # Chapter 6's questions (bnlib.beyond), answered in the `cpu` profile with a ResNet-14, twice
 # (seeds 0 and 1: initialisation, data order, augmentation): each experiment is several runs, saved
@@ -93,7 +106,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--root", default=str(ROOT),
-                        help="folder for cpu/, cpu-50k/, cpu-sgd/ and cpu-beyond/ (default: the repository's results/)")
+                        help="folder for cpu/, cpu-50k/, cpu-sgd/, cpu-deep/ and cpu-beyond/ (default: the repository's results/)")
     parser.add_argument("--work", default=str(ROOT.parent / ".cache" / "beyond"),
                         help="scratch folder for the transfer experiment's class-split archives and "
                              "source weights, kept out of the results (default: .cache/beyond)")

@@ -342,6 +342,54 @@ def test_result_from_a_newer_format(tmp_path):
     assert f"result format {results.FORMAT_VERSION + 1}" in message and "upgrade bnlib" in message
 
 
+def layered_result() -> results.Result:
+    """Three BN layers of different widths, every kind of array different, the output layer."""
+    rng = np.random.default_rng(0)
+    layers = {"stem_bn": 3, "block_bn": 5, "shortcut_bn": 2}
+    kinds = {kind: {name: rng.normal(size=n).astype(np.float32) for name, n in layers.items()}
+             for kind in results.PER_LAYER}
+    output = {"kernel": rng.normal(size=(2, 10)).astype(np.float32), "bias": np.zeros(10, np.float32)}
+    return results.Result(config=RunConfig(model="resnet8").to_dict(), history={"loss": [2.0], "epoch": [1]},
+                          test_accuracy=0.5, test_loss=2.0, parameters={}, provenance={}, output=output, **kinds)
+
+
+def assert_same_arrays(loaded, saved):
+    for kind in (*results.PER_LAYER, "output"):
+        assert list(getattr(loaded, kind)) == list(getattr(saved, kind)), kind   # names, in order
+        for name, values in getattr(saved, kind).items():
+            np.testing.assert_array_equal(getattr(loaded, kind)[name], values)
+
+
+def test_result_arrays_round_trip(tmp_path):
+    saved = layered_result()
+    saved.save(tmp_path)
+    with np.load(tmp_path / results.ARRAYS_FILE) as arrays:   # format 2: one array per kind
+        assert sorted(arrays.files) == sorted([*results.PER_LAYER, "output/kernel", "output/bias"])
+    assert_same_arrays(results.load(tmp_path), saved)
+
+
+def test_result_of_format_1_still_loads(tmp_path):
+    """Format 1 (one array per layer and kind, results written before 2026-11-26) reads the same."""
+    saved = layered_result()
+    arrays = {f"{kind}/{name}": values for kind in (*results.PER_LAYER, "output")
+              for name, values in getattr(saved, kind).items()}
+    np.savez_compressed(tmp_path / results.ARRAYS_FILE, **arrays)
+    (tmp_path / results.RESULT_FILE).write_text(json.dumps({
+        "format_version": 1, "config": saved.config, "history": saved.history, "test_accuracy": 0.5,
+        "test_loss": 2.0, "parameters": {}, "provenance": {}, "layers": list(saved.gamma)}))
+    assert_same_arrays(results.load(tmp_path), saved)
+
+
+def test_result_arrays_that_do_not_match_the_layers(tmp_path):
+    layered_result().save(tmp_path)
+    record = json.loads((tmp_path / results.RESULT_FILE).read_text())
+    record["channels"][1] += 1
+    (tmp_path / results.RESULT_FILE).write_text(json.dumps(record))
+    with pytest.raises(ResultFormatError) as caught:
+        results.load(tmp_path)
+    assert "names 11 channels" in one_line(caught) and "re-run" in one_line(caught)
+
+
 def test_output_folder_of_another_run(killed, data, runs):
     """A folder holding another run's checkpoint: refused, or discarded with overwrite=True."""
     folder = copy_run(killed[1], runs / "other-run")
