@@ -35,17 +35,22 @@ def fraction_below(values, threshold: float = DEFAULT_THRESHOLD) -> float:
 
 
 def layer_table(result: Result, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """One row per BN layer: channels, mean |γ|, fraction |γ| < threshold, mean β and β shift."""
+    """One row per BN layer: channels, mean |γ|, fraction |γ| < threshold, mean β, β shift, and
+    how much training scaled the layer's (γ, β): the norm of the pair, trained over initial."""
     rows = []
     for depth, (layer, gamma) in enumerate(result.gamma.items()):
         beta = result.beta[layer]
         beta0 = result.initial_beta.get(layer, np.zeros_like(beta))
+        initial_norm = np.linalg.norm(np.concatenate([result.initial_gamma.get(layer, np.full_like(gamma, np.nan)),
+                                                      beta0]))
         rows.append({
             "layer": layer, "index": depth, "channels": gamma.size,
             "mean |γ|": float(np.abs(gamma).mean()),
             f"|γ|<{threshold:g}": fraction_below(gamma, threshold),
             "mean β": float(beta.mean()),
             "mean |β-β0|": float(np.abs(beta - beta0).mean()),
+            "norm growth": float(np.linalg.norm(np.concatenate([gamma, beta])) / initial_norm)
+                           if initial_norm > 0 else float("nan"),
         })
     return pd.DataFrame(rows).set_index("layer")
 

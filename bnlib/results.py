@@ -193,7 +193,7 @@ def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "host": platform.node(),
-        "source": source_version(),
+        "source": SOURCE_AT_IMPORT,
         "data": data_source,
         "wall_seconds": round(wall_seconds, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -215,6 +215,11 @@ def source_version() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+modified" if modified else "")
+
+
+# Read once, when bnlib is imported: a run's code is what its process loaded, whatever happens to
+# the files while it trains (a long run outlives many commits).
+SOURCE_AT_IMPORT = source_version()
 
 
 def _cpu_name() -> str:

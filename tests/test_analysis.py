@@ -34,6 +34,9 @@ def test_fraction_below():
 def test_layer_table_and_sweep():
     table = analysis.layer_table(fake_result(), 0.05)
     assert table.loc["bn_a", "|γ|<0.05"] == pytest.approx(0.75) and table.loc["bn_b", "channels"] == 2
+    result = fake_result()   # bn_b: γ (1, 0.2) from (1, 1), β from zeros
+    expected = np.linalg.norm([1.0, 0.2, *result.beta["bn_b"]]) / np.linalg.norm([1.0, 1.0, 0.0, 0.0])
+    assert analysis.layer_table(result).loc["bn_b", "norm growth"] == pytest.approx(expected)
     sweep = analysis.threshold_sweep(fake_result(), thresholds=(0.05, 2.0))
     assert sweep.loc[0.05, "initial γ"] == 0 and sweep.loc[2.0, "trained γ"] == 1
 

@@ -72,34 +72,56 @@ def test_result_records_history_schedule_and_provenance(tiny_npz, tmp_path):
     assert again.model is None and again.test_accuracy == result.test_accuracy
 
 
-def _source_version_of_copy(folder):
-    """source_version() of a copy of bnlib/results.py placed in ``folder``/bnlib."""
-    (folder / "bnlib").mkdir(parents=True)
+def _import_copy_of_results(folder):
+    """Copy bnlib/results.py into ``folder``/bnlib and import the copy."""
+    (folder / "bnlib").mkdir(parents=True, exist_ok=True)
     shutil.copy(results.__file__, folder / "bnlib" / "results.py")
-    spec = importlib.util.spec_from_file_location("copied_results", folder / "bnlib" / "results.py")
+    spec = importlib.util.spec_from_file_location(f"copied_results_{folder.name}", folder / "bnlib" / "results.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     try:
         spec.loader.exec_module(module)
     finally:
         del sys.modules[spec.name]
-    return module.source_version
+    return module
+
+
+def _git(folder, *args):
+    return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _commit_all(folder):
+    _git(folder, "add", ".")
+    _git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "bnlib")
+    return _git(folder, "rev-parse", "--short", "HEAD")
 
 
 def test_provenance_names_the_commit_bnlib_runs_from(tmp_path):
-    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path / "repo"), *args], check=True,
-                                       capture_output=True, text=True).stdout.strip()
-    source_version = _source_version_of_copy(tmp_path / "repo")
+    repo = tmp_path / "repo"
+    source_version = _import_copy_of_results(repo).source_version
     assert source_version() is None  # not a git checkout: an installed copy
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "bnlib")
-    commit = git("rev-parse", "--short", "HEAD")
+    _git(repo, "init", "-q")
+    commit = _commit_all(repo)
     assert source_version() == commit
-    (tmp_path / "repo" / "notes.txt").write_text("outside bnlib/: not a change to the code")
+    (repo / "notes.txt").write_text("outside bnlib/: not a change to the code")
     assert source_version() == commit
-    (tmp_path / "repo" / "bnlib" / "results.py").write_text("# edited")
+    (repo / "bnlib" / "results.py").write_text("# edited")
     assert source_version() == commit + "+modified"
+
+
+def test_provenance_keeps_the_commit_of_import_time(tmp_path, monkeypatch):
+    """Files edited while a run trains do not change what its result says it ran."""
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "bnlib").mkdir()
+    shutil.copy(results.__file__, tmp_path / "bnlib" / "results.py")
+    commit = _commit_all(tmp_path)
+    module = _import_copy_of_results(tmp_path)   # the same file: the import sees a clean checkout
+    (tmp_path / "bnlib" / "results.py").write_text("# edited during the run")
+    assert module.source_version() == commit + "+modified"
+    assert module.SOURCE_AT_IMPORT == commit
+    monkeypatch.setattr(results, "SOURCE_AT_IMPORT", "abc1234")
+    assert results.provenance({}, 1.0, "CPU")["source"] == "abc1234"
 
 
 def test_policy_all_trains_convolutions(tiny_npz):
