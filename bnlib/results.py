@@ -158,6 +158,9 @@ def _read_arrays(path: Path, record: dict) -> dict:
                 split[kind][layer] = arrays[key]
             return {kind: ({k: values[k] for k in layers if k in values} if kind != "output" else values)
                     for kind, values in split.items()}
+        if "channels" not in record:
+            raise ResultFormatError(f"{path.parent / RESULT_FILE} lists no channel counts for {path.name}; "
+                                    "re-run to regenerate the result.")
         bounds = np.cumsum([0, *record["channels"]])
         for key in arrays.files:
             kind, _, name = key.partition("/")

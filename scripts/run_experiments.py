@@ -76,9 +76,9 @@ CPU_SGD = {
     # One step deeper on the same recipe: does depth pay, and does it switch more features off?
     "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
 }
-# Does the paper's recipe stay finite for the deepest network?  A published TensorFlow reproduction
-# reported that BN-only ResNet-218/434/866 diverged.  ResNet-866 takes about 7-12 s per step here,
-# so this is the start of training only: the paper's optimizer at its full learning rate of 0.1
+# Does the paper's recipe stay finite for the deepest network?  A TensorFlow reproduction was
+# reported to have seen BN-only ResNet-218/434/866 diverge.  ResNet-866 took 12-14 s per step here
+# (batch 128, sharing the 2 cores with another run), so this is the start of training only: the paper's optimizer at its full learning rate of 0.1
 # (the first decay comes at epoch 80), 80 steps (2,560 images x 4 epochs), 1,000 test images; once
 # with the paper's uniform γ and once with Keras' default γ = 1.
 DEEP_START = dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",

@@ -388,6 +388,11 @@ def test_result_arrays_that_do_not_match_the_layers(tmp_path):
     with pytest.raises(ResultFormatError) as caught:
         results.load(tmp_path)
     assert "names 11 channels" in one_line(caught) and "re-run" in one_line(caught)
+    del record["channels"]
+    (tmp_path / results.RESULT_FILE).write_text(json.dumps(record))
+    with pytest.raises(ResultFormatError) as caught:
+        results.load(tmp_path)
+    assert "lists no channel counts" in one_line(caught)
 
 
 def test_output_folder_of_another_run(killed, data, runs):
