@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-# 1: batchnorm.npz holds one array per layer and kind; 2: one array per kind (all layers).
+# 1 (bnlib 0.1): batchnorm.npz holds one array per layer and kind; 2 (bnlib 0.2): one array per
+# kind, all layers together.
 FORMAT_VERSION = 2
 PER_LAYER = ("gamma", "beta", "initial_gamma", "initial_beta", "moving_mean", "moving_variance")
 RESULT_FILE = "result.json"
