@@ -7,7 +7,7 @@ The engine behind the "Only BatchNorm" book (Frankle, Schwab & Morcos, ICLR 2021
     result = bnlib.train(config)          # model.fit, checkpoints, a Result saved in output_dir
     bnlib.results.load("runs/r20")        # the same Result, back from disk
 """
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 # First, before anything imports TensorFlow: its process settings (oneDNN, log level), see runtime.py.
 from . import runtime  # noqa: E402,F401

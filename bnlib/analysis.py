@@ -186,10 +186,13 @@ def rebuild_model(result: Result):
     from .config import RunConfig
     from .train import build_model, configured_runtime
 
-    config = RunConfig.from_dict({**result.config, "lr_milestones": tuple(result.config["lr_milestones"])})
+    config = RunConfig.from_dict(result.config)
     if config.policy not in REBUILDABLE or not result.moving_mean:
         raise ValueError(f"{result.label}: only results of policies {', '.join(REBUILDABLE)} saved with "
                          "moving statistics can be rebuilt (the others changed their convolutions).")
+    if result.provenance.get("initial_model") == "given":
+        raise ValueError(f"{result.label}: trained from a network passed to bnlib.train, not from its "
+                         "seed, so its convolutions cannot be re-created; keep that network instead.")
     with configured_runtime(config):
         model = build_model(config, num_classes=result.output["bias"].shape[0])
     for layer in freeze.batchnorm_layers(model):
@@ -200,4 +203,5 @@ def rebuild_model(result: Result):
     output = freeze.output_layer(model)
     output.kernel.assign(result.output["kernel"])
     output.bias.assign(result.output["bias"])
+    model._bnlib_initialisation = None  # trained values: no longer the seed's initialisation
     return model

@@ -16,22 +16,31 @@ EXAMPLES = """examples:
 """
 
 
+SHORT_FLAGS = {"data_path": ("--data", "PATH"), "output_dir": ("--out", "FOLDER")}
+# Flags that only act with one optimizer or schedule: given with another, they would be ignored.
+ONLY_WITH = {"momentum": ("optimizer", "sgd"), "lr_milestones": ("schedule", "step"),
+             "lr_decay": ("schedule", "step")}
+
+
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     """One --option per RunConfig field (defaults come from the preset)."""
     for field in dataclasses.fields(RunConfig):
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-")]
+        metavar = field.name.upper()
+        if field.name in SHORT_FLAGS:  # one option, two spellings
+            short, metavar = SHORT_FLAGS[field.name]
+            flags.insert(0, short)
         text = FIELD_HELP.get(field.name)
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        kind = str(field.type).removesuffix(" | None")
+        if kind == "bool":
+            parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
         elif field.name == "lr_milestones":
-            parser.add_argument(flag, type=int, nargs="*", default=None, metavar="EPOCH", help=text)
+            parser.add_argument(*flags, dest=field.name, type=int, nargs="*", default=None, metavar="EPOCH",
+                                help=text)
         else:
-            kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
-            if "int | None" in str(field.type):
-                kind = int
-            if "float | None" in str(field.type):
-                kind = float
-            parser.add_argument(flag, type=kind, default=None, metavar=field.name.upper(), help=text)
+            parser.add_argument(*flags, dest=field.name, type={"int": int, "float": float}.get(kind, str),
+                                default=None, metavar=metavar, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="cpu", choices=list(PRESETS),
                        help="starting point: paper (160 epochs, SGD), article (Adam, batch 1024), "
                             "cpu (minutes), smoke (seconds); default cpu")
-    train.add_argument("--data", dest="data_path_alias", metavar="PATH", help="CIFAR data location")
-    train.add_argument("--out", dest="output_dir_alias", metavar="FOLDER",
-                       help="output folder for checkpoints and the result")
     train.add_argument("--overwrite", action="store_true",
                        help="discard a different run's checkpoint in --out instead of refusing")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -82,6 +88,13 @@ def main(argv=None) -> int:
     except ValueError as error:  # bad input: one line naming the fix, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from .train import DivergenceError
+
+        if not isinstance(error, DivergenceError):
+            raise
+        print(f"error: {error}", file=sys.stderr)  # what to change is in the message
+        return 1
 
 
 def _train(args) -> int:
@@ -89,13 +102,13 @@ def _train(args) -> int:
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if args.data_path_alias:
-        overrides["data_path"] = args.data_path_alias
-    if args.output_dir_alias:
-        overrides["output_dir"] = args.output_dir_alias
     if "lr_milestones" in overrides:
         overrides["lr_milestones"] = tuple(overrides["lr_milestones"])
     config = RunConfig.preset(args.preset, **overrides)
+    for name, (field, value) in ONLY_WITH.items():
+        if name in overrides and getattr(config, field) != value:
+            raise ValueError(f"--{name.replace('_', '-')} only acts with --{field} {value}, and this run's "
+                             f"{field} is {getattr(config, field)}; drop it or add --{field} {value}.")
     result = train(config, verbose=0 if args.quiet else 2, overwrite=args.overwrite)
     print(f"{config.label}: test accuracy {result.test_accuracy:.4f} on "
           f"{result.provenance['data']['description']}"
@@ -113,7 +126,11 @@ def _report(args) -> int:
         root = Path(path).parent if Path(path).is_file() else Path(path)  # a result.json: its folder
         loaded = results.load_all(root)
         found += loaded
-        names += [_run_name(result.path, root) for result in loaded]
+        names += [(root, _run_name(result.path, root)) for result in loaded]
+    plain = [name for _, name in names]
+    if len(set(plain)) < len(plain):  # e.g. runs/seed0 and runs/seed1 with the same subfolders
+        plain = [f"{root.resolve().name}/{name}" for root, name in names]
+    names = plain
     if not found:
         raise ValueError(f"No result.json under {', '.join(args.paths)}; train with --out first.")
     table = analysis.comparison_table(found, args.threshold)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import numbers
 from dataclasses import dataclass
 
 POLICIES = ("all", "bn", "bn+output", "output", "gamma", "beta", "none", "random")
@@ -45,7 +47,7 @@ FIELD_HELP = {
     "seed": "seed for initialisation, data order and augmentation",
     "deterministic": "bit-reproducible on CPU (TensorFlow op determinism; slower)",
     "mixed_precision": "float16 compute (GPUs)",
-    "xla": "compile with XLA (helps on GPUs; 2-5x slower on CPU)",
+    "xla": "compile with XLA (for GPUs; 1.5-2.2x slower on the book's CPUs)",
     "strategy": "default, auto (TPU, else all GPUs, else one device), mirrored, multiworker (TF_CONFIG), tpu",
     "output_dir": "folder for checkpoints and the result; re-running resumes",
     "name": "label used in tables and plots",
@@ -87,6 +89,15 @@ class RunConfig:
     name: str | None = None           # a label for tables; defaults to model/policy
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # NumPy numbers -> Python ones (JSON, comparisons)
+            value = getattr(self, field.name)
+            kind = str(field.type).removesuffix(" | None")
+            if kind == "int" and _is_integer(value):
+                object.__setattr__(self, field.name, int(value))
+            elif kind == "float" and _is_real(value):
+                object.__setattr__(self, field.name, float(value))
+            elif kind == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{field.name} must be True or False, got {value!r}.")
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("gamma_init", self.gamma_init, GAMMA_INITS)
         _check_choice("beta_init", self.beta_init, BETA_INITS)
@@ -94,26 +105,31 @@ class RunConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("strategy", self.strategy, STRATEGIES)
-        from .models import parse_name  # validates the model name without building it
+        from .models import canonical_name  # validates the model name without building it
 
-        parse_name(self.model)
+        object.__setattr__(self, "model", canonical_name(self.model))
         _check_positive("epochs", self.epochs, integer=True)
         _check_positive("batch_size", self.batch_size, integer=True)
+        if not _is_integer(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}.")
         _check_positive("learning_rate", self.learning_rate)
         for name in ("train_per_class", "test_per_class"):
             value = getattr(self, name)
             if value is not None:
                 _check_positive(name, value, integer=True)
-        if not 0.0 <= self.bn_momentum < 1.0:
-            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}; "
-                             "0.9 matches PyTorch's default momentum 0.1.")
-        if not 0.0 <= self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {self.validation_split}; try 0.1.")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ValueError("weight_decay and warmup_epochs must be >= 0.")
-        if self.clipnorm is not None and self.clipnorm <= 0:
-            raise ValueError(f"clipnorm must be positive or None, got {self.clipnorm}; try 1.0.")
-        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
+        _check_range("bn_momentum", self.bn_momentum, 0.0, 1.0, "0.9 matches PyTorch's default momentum 0.1")
+        _check_range("validation_split", self.validation_split, 0.0, 1.0, "try 0.1")
+        _check_range("momentum", self.momentum, 0.0, 1.0, "the paper's is 0.9")
+        _check_range("weight_decay", self.weight_decay, 0.0, math.inf, "the paper's is 1e-4")
+        if not (_is_real(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}; the paper's step "
+                             "schedule multiplies the learning rate by 0.1 at each milestone.")
+        if not _is_integer(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be an integer from 0 to epochs - 1 ({self.epochs - 1}), "
+                             f"got {self.warmup_epochs!r}: the warm-up must end before the training does.")
+        if self.clipnorm is not None and not (_is_real(self.clipnorm) and 0 < self.clipnorm < math.inf):
+            raise ValueError(f"clipnorm must be positive or None, got {self.clipnorm!r}; try 1.0.")
+        object.__setattr__(self, "lr_milestones", _milestones(self.lr_milestones))
 
     @property
     def label(self) -> str:
@@ -156,10 +172,38 @@ def _check_choice(field_name: str, value, choices: tuple) -> None:
         raise ValueError(f"Unknown {field_name} {value!r}; {hint}choose one of: {', '.join(choices)}.")
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def _check_positive(field_name: str, value, integer: bool = False) -> None:
-    if (integer and not isinstance(value, int)) or isinstance(value, bool) or value <= 0:
-        kind = "a positive integer" if integer else "positive"
+    valid = _is_integer(value) if integer else _is_real(value) and value < math.inf
+    if not valid or value <= 0:
+        kind = "a positive integer" if integer else "a positive finite number"
         raise ValueError(f"{field_name} must be {kind}, got {value!r}.")
+
+
+def _check_range(field_name: str, value, low: float, high: float, hint: str) -> None:
+    """``low <= value < high``, else a one-line error with a hint."""
+    if not (_is_real(value) and low <= value < high):
+        allowed = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g})"
+        raise ValueError(f"{field_name} must be {allowed}, got {value!r}; {hint}.")
+
+
+def _milestones(values) -> tuple[int, ...]:
+    """lr_milestones as a tuple of increasing positive epochs, or a one-line error."""
+    try:
+        milestones = tuple(values)
+    except TypeError:
+        milestones = None
+    if milestones is None or not all(_is_integer(m) for m in milestones) or \
+            any(m <= 0 for m in milestones) or list(milestones) != sorted(set(milestones)):
+        raise ValueError(f"lr_milestones must be increasing positive epochs, e.g. (80, 120); got {values!r}.")
+    return tuple(int(m) for m in milestones)
 
 
 # The presets. `paper`: Frankle et al. (2021), appendix: SGD momentum 0.9, lr 0.1 divided by 10 at

@@ -175,6 +175,13 @@ def parse_name(name: str) -> tuple[str, int, int]:
     )
 
 
+def canonical_name(name: str) -> str:
+    """The one spelling results and tables use: ``ResNet-14`` -> ``resnet14``, ``WRN_14_2`` ->
+    ``wrn14-2``; raise ValueError naming valid choices."""
+    family, depth, width = parse_name(name)
+    return f"wrn{depth}-{width}" if family == "wrn" else f"{family}{depth}"
+
+
 def _check_depth_and_width(family: str, depth: int, width: int, name: str) -> None:
     if family in ("resnet", "wrn"):
         check_resnet_depth(depth)

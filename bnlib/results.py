@@ -137,7 +137,10 @@ def load(path: str | os.PathLike) -> Result:
     except json.JSONDecodeError as error:
         raise ResultFormatError(f"{json_path} is not valid JSON ({error}); re-run to regenerate it.") from None
     version = record.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultFormatError(f"{json_path} has no valid format_version ({version!r}); it was not "
+                                "written by bnlib.train: re-run the training to regenerate it.")
+    if version > FORMAT_VERSION:
         raise ResultFormatError(
             f"{json_path} has result format {version!r}, newer than this bnlib reads "
             f"({FORMAT_VERSION}); upgrade bnlib (pip install -U bnlib).")

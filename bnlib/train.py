@@ -29,8 +29,9 @@ LATEST = "latest.weights.h5"          # Keras BackupAndRestore's names, in BACKU
 METADATA = "training_metadata.json"
 HISTORY_FILE = "history.json"
 RUN_FILE = "run_config.json"
-# Fields that may differ when resuming: a run folder can move (e.g. onto Google Drive).
-MOVABLE_FIELDS = ("output_dir",)
+# Fields that may differ when resuming: a run folder can move (e.g. onto Google Drive), and a
+# name is only a label.
+MOVABLE_FIELDS = ("output_dir", "name")
 
 
 def _same_setting(key: str, old, new) -> bool:
@@ -56,7 +57,14 @@ def build_model(config: RunConfig, num_classes: int = 10) -> keras.Model:
     """The configured model with its γ/β initialisation and freezing policy applied (uncompiled)."""
     model = models.build(config.model, num_classes=num_classes, bn_momentum=config.bn_momentum)
     freeze.init_batchnorm(model, config.gamma_init, config.beta_init, seed=config.seed)
-    return freeze.apply_policy(model, config.policy, seed=config.seed)
+    model = freeze.apply_policy(model, config.policy, seed=config.seed)
+    model._bnlib_initialisation = _initialisation(config)  # untrained, as the seed makes it
+    return model
+
+
+def _initialisation(config: RunConfig) -> tuple:
+    """What fixes a network's initial weights: analysis.rebuild_model re-creates them from it."""
+    return config.model, config.seed, config.gamma_init, config.beta_init, config.bn_momentum
 
 
 def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
@@ -374,8 +382,10 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
     saved result of a finished one.  ``verbose=2`` prints one line per epoch.  Pass ``model`` to
     continue training a network you already have (e.g. ``previous.model``, for BN-only then full
     training) instead of building ``config.model``: ``config.policy`` is applied to it and its
-    weights are kept (one device only).
+    weights are kept (one device only).  A finished run returned from its folder has no model
+    (``result.model is None``); ``analysis.rebuild_model`` re-creates BN-only networks.
     """
+    _warn_about_unused_milestones(config)
     started = time.perf_counter()
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.  Only the chief writes
     # the output folder; the other workers read it (to resume) and follow the chief's decisions.
@@ -391,10 +401,27 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
         return _train(config, folder, strategy, chief, verbose, callbacks or [], started, model)
 
 
+def _warn_about_unused_milestones(config: RunConfig) -> None:
+    """A step decay at or after the last epoch never happens: say so (it may be intended, as for
+    the first epochs of a long schedule), since the learning rate then differs from the recipe's."""
+    unused = [m for m in config.lr_milestones if m >= config.epochs] if config.schedule == "step" else []
+    if unused:
+        scaled = (config.epochs // 2, config.epochs * 3 // 4)
+        example = (f" (the paper decays at half and three quarters of the epochs: {scaled} here)"
+                   if 0 < scaled[0] < scaled[1] else "")
+        warnings.warn(f"{config.label}: lr_milestones {unused} fall at or after the last epoch "
+                      f"({config.epochs}), so those decays never happen; scale them to the run{example} "
+                      "unless you mean to run only the start of a longer schedule.", stacklevel=3)
+
+
 def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
            model=None) -> results.Result:
     splits = data_module.prepare(config)
     strategy = strategy or make_strategy(config.strategy)
+    # A network passed in counts as the seed's own only while it is untrained and built for this
+    # configuration; otherwise its result records that it started elsewhere.
+    given_model = (model is not None
+                   and getattr(model, "_bnlib_initialisation", None) != _initialisation(config))
     with strategy.scope():
         if model is None:
             model = build_model(config, splits.num_classes)
@@ -438,6 +465,10 @@ def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
     if backup_dir:
         callbacks.append(Backup(backup_dir, write=chief))
     model.build((None, *splits.x_train.shape[1:]))
+    # Keras' BackupAndRestore leaves the epoch it resumed from on the model (model._initial_epoch),
+    # and fit() prefers it to its initial_epoch argument: a model passed on from a resumed run
+    # would silently skip epochs of this one.  Keras re-sets it when this run itself resumes.
+    model._initial_epoch = None
     try:
         with _multiworker_keras_fixes(strategy):
             if first_epoch < config.epochs:
@@ -458,9 +489,10 @@ def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
         raise DivergenceError(
             f"{config.label}: training diverged (NaN/inf) in epoch {len(history.get('loss', [])) + 1} "
             f"at learning rate {learning_rate(config, len(history.get('loss', []))):g}; lower "
-            "learning_rate, add a warm-up (warmup_epochs=5) or clip gradients (clipnorm=1.0). "
-            + (f"The last good checkpoint (epoch {kept}) is kept in {backup_dir}." if kept else
-               "It diverged before the first checkpoint." if backup_dir else "")) from None
+            "learning_rate, add a warm-up (warmup_epochs=5) or clip gradients (clipnorm=1.0), and "
+            "re-run with overwrite=True (--overwrite)"
+            + (f"; until then the last good checkpoint (epoch {kept}) stays in {backup_dir}." if kept
+               else "; it diverged before the first checkpoint." if backup_dir else ".")) from None
     final = _batchnorm_values(model)
     result = results.Result(
         config=config.to_dict(), history=history,
@@ -476,12 +508,17 @@ def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
         output={"kernel": freeze.output_layer(model).kernel.numpy(),
                 "bias": freeze.output_layer(model).bias.numpy()},
     )
-    result.provenance["optimizer"] = optimizers.describe(model.optimizer)
+    # Mixed precision wraps the optimizer in a LossScaleOptimizer: describe the one inside.
+    result.provenance["optimizer"] = optimizers.describe(getattr(model.optimizer, "inner_optimizer",
+                                                                 model.optimizer))
     result.provenance["epochs_resumed_from"] = first_epoch
+    result.provenance["initial_model"] = "given" if given_model else "seed"  # see rebuild_model
+
     result.provenance["train_seconds"] = round(sum(history.get("epoch_seconds", [])), 1)
     if folder is not None and chief:
         result.save(folder)
         shutil.rmtree(backup_dir, ignore_errors=True)
+    model._bnlib_initialisation = None  # trained now
     result.model = model
     return result
 

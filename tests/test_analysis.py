@@ -1,4 +1,5 @@
 """γ/β statistics, the ablation, comparison tables, plots and the command line."""
+import importlib
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 import bnlib
 from bnlib import analysis, cli, freeze, models, plots
 from bnlib.results import Result
+
+train_module = importlib.import_module("bnlib.train")  # `bnlib.train` is the function
 
 
 def fake_result(label="resnet8 bn", policy="bn", gamma_scale=1.0):
@@ -105,6 +108,25 @@ def test_plots_return_figures():
     assert [text.get_text() for text in axes.texts] == ["14", "20", "14"]
 
 
+def test_cli_flags_that_would_be_ignored_are_errors(capsys, monkeypatch):
+    for argv, fragment in ((["--momentum", "0.5"], "--momentum only acts with --optimizer sgd"),
+                           (["--lr-milestones", "4", "6"], "--lr-milestones only acts with --schedule step"),
+                           (["--preset", "paper", "--schedule", "cosine", "--lr-decay", "0.2"],
+                            "--lr-decay only acts with --schedule step")):
+        assert cli.main(["train", *argv]) == 2, argv   # the cpu preset: Adam with a cosine decay
+        assert fragment in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["train", "--data-path", "a.npz", "--data", "b.npz", "--out", "o"])
+    assert (args.data_path, args.output_dir) == ("b.npz", "o")   # one option, two spellings
+
+
+def test_cli_reports_divergence_on_one_line(capsys, monkeypatch):
+    def diverge(config, **kwargs):
+        raise train_module.DivergenceError("training diverged (NaN/inf); lower learning_rate")
+    monkeypatch.setattr(bnlib, "train", diverge)
+    assert cli.main(["train", "--preset", "smoke"]) == 1
+    assert capsys.readouterr().err == "error: training diverged (NaN/inf); lower learning_rate\n"
+
+
 def test_cli_params_and_errors(capsys):
     assert cli.main(["params", "resnet14"]) == 0
     out = capsys.readouterr().out
@@ -138,6 +160,11 @@ def test_cli_train_and_report(tiny_npz, tmp_path, capsys):
     assert cli.main(["report", str(tmp_path), "--markdown"]) == 0
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
     assert rows == ["run", "seed1/run"]
+    # The same subfolder under two roots named on the command line: rows by root too.
+    shutil.copytree(out, tmp_path / "again" / "run")
+    assert cli.main(["report", str(tmp_path / "seed1"), str(tmp_path / "again"), "--markdown"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
+    assert rows == ["seed1/run", "again/run"]
     for own in (out, out / "result.json"):  # a result's own folder, or its result.json: its name
         assert cli.main(["report", str(own)]) == 0
         assert capsys.readouterr().out.splitlines()[2].startswith("run ")

@@ -58,8 +58,11 @@ def test_every_beyond_experiment_has_all_its_runs():
                     else {subfolder for subfolder, _ in beyond.TRANSFER_RUNS.values()} | {beyond.SOURCE_RUN})
         assert runs == expected, name
         for run in runs:
-            config = bnlib.load_result(RESULTS / "cpu-beyond" / name / run).config
-            assert (config["model"], config["seed"]) == ("resnet14", seed), (name, run)
+            result = bnlib.load_result(RESULTS / "cpu-beyond" / name / run)
+            assert (result.config["model"], result.config["seed"]) == ("resnet14", seed), (name, run)
+            # Runs that continued another network say so: analysis.rebuild_model must refuse them.
+            continued = run.startswith("fine-tune-") or run == "bn-then-full"
+            assert (result.provenance.get("initial_model") == "given") == continued, (name, run)
 
 
 @pytest.mark.parametrize("folder", [*SINGLE_RUN_FOLDERS, "cpu-beyond"])

@@ -1,4 +1,7 @@
 """RunConfig: presets, validation with helpful messages, round trips."""
+import json
+
+import numpy as np
 import pytest
 
 from bnlib.config import PRESETS, RunConfig
@@ -39,11 +42,35 @@ def test_defaults_are_the_official_code():
     (dict(bn_momentum=1.0), "0.9 matches"),
     (dict(validation_split=1.5), "validation_split"),
     (dict(strategy="mirror"), "did you mean 'mirrored'"),
+    (dict(learning_rate=float("nan")), "learning_rate must be a positive finite number"),
+    (dict(learning_rate="0.1"), "learning_rate must be a positive finite number"),
+    (dict(momentum=5.0), r"momentum must be in \[0, 1\)"),
+    (dict(weight_decay=-1e-4), "weight_decay must be >= 0"),
+    (dict(lr_decay=10), r"lr_decay must be in \(0, 1\]"),
+    (dict(lr_decay=0), r"lr_decay must be in \(0, 1\]"),
+    (dict(warmup_epochs=10, epochs=8), r"warmup_epochs must be an integer from 0 to epochs - 1 \(7\)"),
+    (dict(lr_milestones=80), r"lr_milestones must be increasing positive epochs, e.g. \(80, 120\)"),
+    (dict(lr_milestones=(120, 80)), "lr_milestones must be increasing"),
+    (dict(lr_milestones=(0, 80)), "lr_milestones must be increasing positive"),
+    (dict(seed=-1), "seed must be a non-negative integer"),
+    (dict(augment="yes"), "augment must be True or False"),
+    (dict(clipnorm=0), "clipnorm must be positive"),
 ])
 def test_invalid_values_fail_at_once_on_one_line(overrides, fragment):
     with pytest.raises(ValueError, match=fragment) as error:
         RunConfig(**overrides)
     assert "\n" not in str(error.value)
+
+
+def test_numpy_numbers_and_model_spellings_are_normalised():
+    """NumPy scalars become Python numbers (JSON, resume comparisons) and a model has one spelling
+    (tables and the paper's figures look runs up by it)."""
+    config = RunConfig(epochs=np.int64(8), learning_rate=np.float32(0.5), lr_milestones=[np.int64(4), 6],
+                       model="ResNet-14")
+    assert (type(config.epochs), type(config.learning_rate), config.lr_milestones) == (int, float, (4, 6))
+    assert json.loads(config.to_json())["epochs"] == 8
+    assert [RunConfig(model=m).model for m in ("ResNet-14", "WRN_14_2", "Keras-ResNet50", "vgg-16")] == \
+        ["resnet14", "wrn14-2", "keras-resnet50", "vgg16"]
 
 
 def test_unknown_preset_and_field():

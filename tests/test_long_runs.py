@@ -174,22 +174,34 @@ def weights_in(checkpoint: Path) -> list[np.ndarray]:
     return arrays
 
 
-@pytest.mark.parametrize("batch_size,lr_decay", [
-    (32, 2e7),     # 7 steps an epoch; lr 1e6 from epoch 2: NaN a few steps in
-    (200, 1e40),   # one step an epoch; lr overflows to inf in epoch 2: the weights turn NaN in
-                   # the epoch's last step, while the loss of that step is still finite
+class BlowUpFromEpoch2(keras.callbacks.Callback):
+    """Sets a learning rate that makes training diverge from the second epoch on (RunConfig
+    refuses schedules that grow, so the test overrides bnlib's scheduler, which runs before it)."""
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch >= 1:
+            self.model.optimizer.learning_rate.assign(self.rate)
+
+
+@pytest.mark.parametrize("batch_size,rate", [
+    (32, 1e6),     # 7 steps an epoch; lr 1e6 from epoch 2: NaN a few steps in
+    (200, 1e39),   # one step an epoch; lr overflows float32 to inf in epoch 2: the weights turn
+                   # NaN in the epoch's last step, while the loss of that step is still finite
 ])
-def test_divergence_keeps_last_good_checkpoint(data, tmp_path, batch_size, lr_decay):
+def test_divergence_keeps_last_good_checkpoint(data, tmp_path, batch_size, rate):
     folder = tmp_path / "run"
-    config = RunConfig(**long_config(data, folder, policy="all", schedule="step", warmup_epochs=0,
-                                     lr_milestones=(1,), lr_decay=lr_decay, epochs=3,
-                                     batch_size=batch_size, deterministic=False))
+    config = RunConfig(**long_config(data, folder, policy="all", schedule="constant", warmup_epochs=0,
+                                     epochs=3, batch_size=batch_size, deterministic=False))
     with pytest.raises(DivergenceError) as caught:
-        bnlib.train(config, verbose=0)
+        bnlib.train(config, verbose=0, callbacks=[BlowUpFromEpoch2(rate)])
     message = str(caught.value)
     assert "\n" not in message
-    for words in ("epoch 2", "learning_rate", "warmup_epochs", "clipnorm",
-                  f"checkpoint (epoch 1) is kept in {folder / BACKUP}"):
+    for words in ("epoch 2", "learning_rate", "warmup_epochs", "clipnorm", "overwrite=True",
+                  f"last good checkpoint (epoch 1) stays in {folder / BACKUP}"):
         assert words in message, message
     assert train_module.checkpoint_epoch(folder / BACKUP) == 1
     assert all(np.isfinite(a).all() for a in weights_in(folder / BACKUP / LATEST) if a.dtype.kind == "f")
@@ -342,6 +354,16 @@ def test_result_from_a_newer_format(tmp_path):
     assert f"result format {results.FORMAT_VERSION + 1}" in message and "upgrade bnlib" in message
 
 
+def test_result_without_a_format_version(tmp_path):
+    small_result().save(tmp_path)
+    record = json.loads((tmp_path / results.RESULT_FILE).read_text())
+    del record["format_version"]
+    (tmp_path / results.RESULT_FILE).write_text(json.dumps(record))
+    with pytest.raises(ResultFormatError) as caught:
+        results.load(tmp_path)
+    assert "no valid format_version (None)" in one_line(caught) and "re-run" in one_line(caught)
+
+
 def layered_result() -> results.Result:
     """Three BN layers of different widths, every kind of array different, the output layer."""
     rng = np.random.default_rng(0)
@@ -398,11 +420,11 @@ def test_result_arrays_that_do_not_match_the_layers(tmp_path):
 def test_output_folder_of_another_run(killed, data, runs):
     """A folder holding another run's checkpoint: refused, or discarded with overwrite=True."""
     folder = copy_run(killed[1], runs / "other-run")
-    other = RunConfig(**long_config(data, folder, learning_rate=0.02, epochs=1))
+    other = RunConfig(**long_config(data, folder, learning_rate=0.02, epochs=1, warmup_epochs=0))
     with pytest.raises(RunConflictError) as caught:
         bnlib.train(other, verbose=0)
     message = one_line(caught)
-    assert "differs in epochs, learning_rate" in message and "overwrite=True" in message
+    assert "differs in epochs, learning_rate, warmup_epochs" in message and "overwrite=True" in message
     assert train_module.checkpoint_epoch(folder / BACKUP) == 2  # untouched
     fresh = bnlib.train(other, verbose=0, overwrite=True)
     assert fresh.provenance["epochs_resumed_from"] == 0  # not epoch 2 of the other run
@@ -469,7 +491,7 @@ def test_a_deterministic_run_switches_op_determinism_off_again(data):
     notebook cells after a deterministic run, nor switch it off when the user had it on."""
     from tensorflow.python.framework import config as tf_config
 
-    config = bnlib.RunConfig(**long_config(data, None, epochs=1))
+    config = bnlib.RunConfig(**long_config(data, None, epochs=1, warmup_epochs=0))
     assert not tf_config.is_op_determinism_enabled()
     bnlib.train(config, verbose=0)
     assert not tf_config.is_op_determinism_enabled()

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -13,6 +14,8 @@ import bnlib
 from bnlib import analysis, freeze, results
 from bnlib.config import RunConfig
 from bnlib.train import build_model, configure_runtime, learning_rate
+
+train_module = importlib.import_module("bnlib.train")  # `bnlib.train` is the function
 
 
 def test_bn_only_resnet14_learns_on_the_exact_subset(cifar_subset, tmp_path):
@@ -67,9 +70,39 @@ def test_result_records_history_schedule_and_provenance(tiny_npz, tmp_path):
     # the optimizer and the form of its weight decay (RunConfig's default: 1e-4, PyTorch's form)
     assert record["provenance"]["optimizer"] == (
         "bnlib.optimizers.SGD (momentum 0.9; weight decay 0.0001 as an L2 term on the gradient)")
-    # finished runs are returned, not re-trained
+    # finished runs are returned, not re-trained; a new name is only a new label
     again = bnlib.train(config, verbose=0)
     assert again.model is None and again.test_accuracy == result.test_accuracy
+    renamed = bnlib.train(config.replace(name="another label"), verbose=0)
+    assert renamed.model is None and renamed.test_accuracy == result.test_accuracy
+
+
+def test_step_decays_past_the_last_epoch_are_reported():
+    short = RunConfig.preset("paper", epochs=30)   # the paper's milestones 80 and 120 never come
+    with pytest.warns(UserWarning, match=r"lr_milestones \[80, 120\] fall at or after the last epoch "
+                                         r"\(30\).*\(15, 22\) here"):
+        train_module._warn_about_unused_milestones(short)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_module._warn_about_unused_milestones(RunConfig.preset("paper"))
+        train_module._warn_about_unused_milestones(short.replace(schedule="cosine"))
+
+
+def test_a_network_passed_on_trains_every_epoch_and_is_marked(tiny_npz):
+    """A network from a resumed run carries Keras' resume epoch (model._initial_epoch), which
+    fit() would prefer to its own: the next run must still train all its epochs.  A network
+    trained before is recorded as given, and analysis.rebuild_model refuses to re-create it."""
+    config = RunConfig(model="resnet8", epochs=2, batch_size=32, schedule="constant", data_path=str(tiny_npz))
+    configure_runtime(config)
+    model = build_model(config)
+    model._initial_epoch = 1   # what keras.callbacks.BackupAndRestore leaves on a network it resumed
+    first = bnlib.train(config, verbose=0, model=model)
+    assert first.history["epoch"] == [1, 2]
+    assert first.provenance["initial_model"] == "seed"   # untrained and built for this config
+    second = bnlib.train(config.replace(epochs=1), verbose=0, model=first.model)
+    assert second.history["epoch"] == [1] and second.provenance["initial_model"] == "given"
+    with pytest.raises(ValueError, match="cannot be re-created"):
+        analysis.rebuild_model(second)
 
 
 def _import_copy_of_results(folder):
@@ -146,6 +179,7 @@ def test_gpu_options_mixed_precision_and_xla_train_end_to_end(tiny_npz):
     assert all(layer.gamma.dtype == "float32" for layer in freeze.batchnorm_layers(fast.model))
     reference = bnlib.train(base, verbose=0)
     assert reference.model.jit_compile is False
+    assert fast.provenance["optimizer"] == reference.provenance["optimizer"]   # not the loss scaler
     np.testing.assert_allclose(fast.history["loss"], reference.history["loss"], rtol=0.02)
     initial = np.concatenate(list(fast.initial_gamma.values()))
     moved = np.abs(reference.all_gamma() - initial).max()
