@@ -8,8 +8,8 @@ after another, in the order of importance; then the longer runs of results/cpu-5
 training images, 15 epochs, otherwise the same); then the paper's own recipe, shortened, in
 results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000 images, 32
 epochs, a fifth of the paper's 160, unless said: a BN-only ResNet-14 with and without the weight
-decay, a BN-only ResNet-20, a fully trained ResNet-14, and a BN-only ResNet-14 at half the paper's
-length, 80 epochs); then the first 80 steps of that recipe for a ResNet-866 in results/cpu-deep/;
+decay, a BN-only ResNet-20, fully trained ResNet-14 and 20, and a BN-only ResNet-14 at half the
+paper's length, 80 epochs); then the first 80 steps of that recipe for a ResNet-866 in results/cpu-deep/;
 then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond: BN-only warm-up, BN-only
 fine-tuning on a class split), each several runs of the `cpu` profile.  Each run checkpoints every
 epoch into its folder: re-running the command after an interruption resumes the unfinished run and
@@ -78,6 +78,8 @@ CPU_SGD = {
     "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
     # The paper's comparison on the paper's recipe: the same ResNet-14 trained fully.
     "resnet14-all-sgd": dict(model="resnet14", policy="all", **PAPER_RECIPE),
+    # ... and one step deeper: does the gap narrow from ResNet-14 to ResNet-20 on this recipe too?
+    "resnet20-all-sgd": dict(model="resnet20", policy="all", **PAPER_RECIPE),
     # Does longer training switch more features off and close the gap to the paper's ≈48%?  The
     # same recipe at half the paper's length (80 epochs, decays at 40 and 60): 2.5x the steps.
     "resnet14-bn-sgd-80": dict(model="resnet14", policy="bn",
