@@ -8,13 +8,14 @@ after another, in the order of importance; then the longer runs of results/cpu-5
 training images, 15 epochs, otherwise the same); then the paper's own recipe, shortened, in
 results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000 images, 32
 epochs, a fifth of the paper's 160, unless said: a BN-only ResNet-14 with and without the weight
-decay, a BN-only ResNet-20, fully trained ResNet-14 and 20, and a BN-only ResNet-14 at half the
-paper's length, 80 epochs); then the first 80 steps of that recipe for a ResNet-866 in results/cpu-deep/;
-then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond: BN-only warm-up, BN-only
-fine-tuning on a class split), each several runs of the `cpu` profile.  Each run checkpoints every
-epoch into its folder: re-running the command after an interruption resumes the unfinished run and
-skips the finished ones.  On this project's 2-core machines the data is the JPEG-q75 offline copy
-of CIFAR-10 (see shared/data/README.md), and every result records that.
+decay and with a second seed, a BN-only ResNet-20, fully trained ResNet-14 and 20, and a BN-only
+ResNet-14 at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
+ResNet-866 in results/cpu-deep/; then chapter 6's experiments of results/cpu-beyond/
+(bnlib.beyond: BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the
+`cpu` profile.  Each run checkpoints every epoch into its folder: re-running the command after an
+interruption resumes the unfinished run and skips the finished ones.  On this project's 2-core
+machines the data is the JPEG-q75 offline copy of CIFAR-10 (see shared/data/README.md), and every
+result records that.
 """
 import argparse
 import sys
@@ -74,6 +75,9 @@ PAPER_RECIPE = dict(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_dec
 CPU_SGD = {
     "resnet14-bn-sgd": dict(model="resnet14", policy="bn", **PAPER_RECIPE),
     "resnet14-bn-sgd-no-wd": dict(model="resnet14", policy="bn", **{**PAPER_RECIPE, "weight_decay": 0.0}),
+    # Another seed (other random convolutions, initial γ and data order): how much of what the
+    # other runs differ by could the seed alone explain?
+    "resnet14-bn-sgd-seed1": dict(model="resnet14", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
     # One step deeper on the same recipe: does depth pay, and does it switch more features off?
     "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
     # The paper's comparison on the paper's recipe: the same ResNet-14 trained fully.
