@@ -57,7 +57,7 @@ def layer_table(result: Result, threshold: float = DEFAULT_THRESHOLD) -> pd.Data
 
 def threshold_sweep(result: Result, thresholds=(0.01, 0.02, 0.05, 0.1, 0.2)) -> pd.Series:
     """Fraction of |γ| below each threshold, for the initial and the final γ."""
-    initial = np.concatenate([g.ravel() for g in result.initial_gamma.values()])
+    initial = result.all_initial_gamma()
     return pd.DataFrame({
         "initial γ": [fraction_below(initial, t) for t in thresholds],
         "trained γ": [fraction_below(result.all_gamma(), t) for t in thresholds],

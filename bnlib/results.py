@@ -63,7 +63,12 @@ class Result:
         return len(self.history.get("loss", []))
 
     def all_gamma(self) -> np.ndarray:
-        return np.concatenate([g.ravel() for g in self.gamma.values()]) if self.gamma else np.array([])
+        """Every trained γ of the network, layer after layer, as one flat array."""
+        return _flat(self.gamma)
+
+    def all_initial_gamma(self) -> np.ndarray:
+        """Every γ at initialisation, in the same order as :meth:`all_gamma`."""
+        return _flat(self.initial_gamma)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the result into ``folder`` atomically; returns the path of result.json."""
@@ -94,6 +99,10 @@ class Result:
                   for kind in PER_LAYER if (values := getattr(self, kind))}
         arrays.update({f"output/{k}": np.asarray(v, np.float32) for k, v in self.output.items()})
         return arrays
+
+
+def _flat(per_layer: dict) -> np.ndarray:
+    return np.concatenate([a.ravel() for a in per_layer.values()]) if per_layer else np.array([])
 
 
 def atomic_write(path: Path, write) -> None:

@@ -27,6 +27,15 @@ def fake_result(label="resnet8 bn", policy="bn", gamma_scale=1.0):
         initial_beta={k: np.zeros_like(v) for k, v in gamma.items()})
 
 
+def test_all_gamma_and_all_initial_gamma_flatten_layer_after_layer():
+    result = fake_result()
+    result.initial_gamma = {"bn_a": np.arange(4.0), "bn_b": np.array([7.0, 8.0])}
+    np.testing.assert_array_equal(result.all_gamma(), [0.0, 0.01, 0.5, -0.02, 1.0, 0.2])
+    np.testing.assert_array_equal(result.all_initial_gamma(), [0.0, 1.0, 2.0, 3.0, 7.0, 8.0])
+    result.gamma, result.initial_gamma = {}, {}   # a run that stored no BatchNorm arrays
+    assert result.all_gamma().size == 0 and result.all_initial_gamma().size == 0
+
+
 def test_fraction_below():
     result = fake_result()
     assert analysis.fraction_below(result, 0.05) == pytest.approx(3 / 6)

@@ -33,16 +33,14 @@ def test_policy_counts(policy):
     assert report["statistics"] == 1_120
 
 
+# Policy `none` trains nothing, which Keras points out; the BN statistics still update (checked below).
+@pytest.mark.filterwarnings("ignore:The model does not have any trainable weights:UserWarning")
 @pytest.mark.parametrize("policy", POLICIES)
 def test_frozen_weights_unchanged_and_trained_ones_change(policy):
     keras.utils.set_random_seed(0)
     model = freeze.apply_policy(models.build("resnet8"), policy, seed=1)
     before = snapshot(model)
-    if policy == "none":   # Keras says so, and trains the BN statistics all the same
-        with pytest.warns(UserWarning, match="does not have any trainable weights"):
-            train_steps(model)
-    else:
-        train_steps(model)
+    train_steps(model)
     after = snapshot(model)
     trained = {v.path for v in model.trainable_weights}
     statistics = {v.path for layer in freeze.batchnorm_layers(model)
