@@ -80,6 +80,8 @@ CPU_SGD = {
     "resnet14-bn-sgd-seed1": dict(model="resnet14", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
     # One step deeper on the same recipe: does depth pay, and does it switch more features off?
     "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
+    # ... and a third depth: does the step from ResNet-14 to ResNet-20 continue to ResNet-32?
+    "resnet32-bn-sgd": dict(model="resnet32", policy="bn", **PAPER_RECIPE),
     # The paper's comparison on the paper's recipe: the same ResNet-14 trained fully.
     "resnet14-all-sgd": dict(model="resnet14", policy="all", **PAPER_RECIPE),
     # ... and one step deeper: does the gap narrow from ResNet-14 to ResNet-20 on this recipe too?
