@@ -82,6 +82,8 @@ CPU_SGD = {
     "resnet20-bn-sgd": dict(model="resnet20", policy="bn", **PAPER_RECIPE),
     # ... and a third depth: does the step from ResNet-14 to ResNet-20 continue to ResNet-32?
     "resnet32-bn-sgd": dict(model="resnet32", policy="bn", **PAPER_RECIPE),
+    # ... and ResNet-20's own second seed: is the step from ResNet-14 larger than a seed moves it?
+    "resnet20-bn-sgd-seed1": dict(model="resnet20", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
     # The paper's comparison on the paper's recipe: the same ResNet-14 trained fully.
     "resnet14-all-sgd": dict(model="resnet14", policy="all", **PAPER_RECIPE),
     # ... and one step deeper: does the gap narrow from ResNet-14 to ResNet-20 on this recipe too?
