@@ -88,6 +88,8 @@ CPU_SGD = {
     "resnet14-all-sgd": dict(model="resnet14", policy="all", **PAPER_RECIPE),
     # ... and one step deeper: does the gap narrow from ResNet-14 to ResNet-20 on this recipe too?
     "resnet20-all-sgd": dict(model="resnet20", policy="all", **PAPER_RECIPE),
+    # ... and at ResNet-32, the third BN-only depth: does the gap keep its size?
+    "resnet32-all-sgd": dict(model="resnet32", policy="all", **PAPER_RECIPE),
     # Does longer training switch more features off and close the gap to the paper's ≈48%?  The
     # same recipe at half the paper's length (80 epochs, decays at 40 and 60): 2.5x the steps.
     "resnet14-bn-sgd-80": dict(model="resnet14", policy="bn",
