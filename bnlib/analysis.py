@@ -140,6 +140,19 @@ def difference_table(pairs: dict, z: float = 2.0) -> pd.DataFrame:
     return table.astype({"difference": float, "standard error": float})
 
 
+def gap_narrowing(shallow: tuple[Result, Result], deep: tuple[Result, Result]) -> dict:
+    """How much narrower the gap to full training is at the deeper network, in points.
+
+    ``shallow`` and ``deep`` are (BN-only, full) pairs; the gap is full minus BN-only accuracy, so
+    it narrows by what BN-only gains minus what full training gains.  ``±`` combines the four test
+    sets' standard errors; it does not include the spread between training seeds."""
+    (shallow_bn, shallow_full), (deep_bn, deep_full) = shallow, deep
+    bn_gain = 100 * (deep_bn.test_accuracy - shallow_bn.test_accuracy)
+    full_gain = 100 * (deep_full.test_accuracy - shallow_full.test_accuracy)
+    error = 100 * float(np.sqrt(sum(standard_error(r) ** 2 for r in (*shallow, *deep))))
+    return {"BN-only gains": bn_gain, "full gains": full_gain, "gap narrows by": bn_gain - full_gain, "±": error}
+
+
 def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """One row per result: what ran, on what, for how long, and how well; the paper beside it."""
     rows = []

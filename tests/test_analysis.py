@@ -84,6 +84,20 @@ def test_accuracy_difference_needs_two_standard_errors():
     assert list(table["verdict"]) == ["no clear difference"] * 2
 
 
+def test_gap_narrowing_is_bn_gain_minus_full_gain():
+    shallow_bn, shallow_full, deep_bn, deep_full = (fake_result(n) for n in ("sb", "sf", "db", "df"))
+    for result, accuracy in ((shallow_bn, 0.46), (shallow_full, 0.84), (deep_bn, 0.53), (deep_full, 0.85)):
+        result.test_accuracy = accuracy
+        result.provenance["data"]["test_used"] = 10_000
+    step = analysis.gap_narrowing((shallow_bn, shallow_full), (deep_bn, deep_full))
+    assert step["BN-only gains"] == pytest.approx(7.0) and step["full gains"] == pytest.approx(1.0)
+    assert step["gap narrows by"] == pytest.approx(38.0 - 32.0)
+    errors = [analysis.standard_error(r) for r in (shallow_bn, shallow_full, deep_bn, deep_full)]
+    assert step["±"] == pytest.approx(100 * np.sqrt(np.sum(np.square(errors))))
+    widening = analysis.gap_narrowing((deep_bn, deep_full), (shallow_bn, shallow_full))
+    assert widening["gap narrows by"] == pytest.approx(-6.0)   # the other way round, it widens
+
+
 def test_ablation_zeroes_small_gamma_and_restores():
     keras_model = freeze.init_batchnorm(models.build("resnet8"), "normal", seed=0)
     x = np.random.default_rng(0).normal(size=(40, 32, 32, 3)).astype("float32")
