@@ -3,11 +3,11 @@ comparison tables of many results with the paper's reference figures beside them
 """
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pandas as pd
 
 from .results import Result
+from .runtime import keras
 
 DEFAULT_THRESHOLD = 0.05  # |γ| below this counts as "switched off" (our choice; notebooks sweep it)
 
@@ -197,7 +197,7 @@ def rebuild_model(result: Result):
     """
     from . import freeze
     from .config import RunConfig
-    from .train import build_model, configured_runtime
+    from .training import build_model, configured_runtime
 
     config = RunConfig.from_dict(result.config)
     if config.policy not in REBUILDABLE or not result.moving_mean:

@@ -15,8 +15,7 @@ layer (tests/test_batchnorm.py compares them); only the training-mode arithmetic
 """
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
+from .runtime import keras, tf
 
 
 @keras.saving.register_keras_serializable(package="bnlib")

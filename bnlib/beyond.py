@@ -25,7 +25,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -33,6 +32,7 @@ from . import data as data_module
 from . import freeze
 from .config import RunConfig
 from .results import Result, atomic_write
+from .runtime import keras
 
 TASK_A = (0, 1, 2, 3, 4)   # airplane, automobile, bird, cat, deer
 TASK_B = (5, 6, 7, 8, 9)   # dog, frog, horse, ship, truck
@@ -95,7 +95,7 @@ def build(config: RunConfig, num_classes: int) -> keras.Model:
     """``config.model`` with ``num_classes`` outputs, initialised exactly as :func:`bnlib.train`
     would initialise it (same seed, γ/β initialisation and policy).  Pass it to
     ``bnlib.train(config, model=...)`` to train a network whose head is not CIFAR-10's."""
-    from .train import build_model, configured_runtime
+    from .training import build_model, configured_runtime
 
     with configured_runtime(config):
         return build_model(config, num_classes)
@@ -164,7 +164,7 @@ def warm_start(config: RunConfig, bn_epochs: int, verbose: int | str = 0,
     :func:`load_warm_start` reads a saved warm start back.  ``config.output_dir`` is ignored.
     """
     from .analysis import rebuild_model
-    from .train import train
+    from .training import train
 
     if not 0 < bn_epochs < config.epochs:
         raise ValueError(f"bn_epochs must be between 1 and epochs - 1 = {config.epochs - 1}, "
@@ -240,7 +240,7 @@ def transfer(config: RunConfig, work: str | Path, source_task=TASK_A, target_tas
     :data:`TRANSFER_RUNS`) and resumable: calling again continues an interrupted run and loads
     finished ones.  :func:`load_transfer` reads the results back.
     """
-    from .train import train
+    from .training import train
 
     work = Path(work)
 

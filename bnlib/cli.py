@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from .train import DivergenceError
+        from .training import DivergenceError
 
         if not isinstance(error, DivergenceError):
             raise
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
-    from . import train
+    from .training import train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}

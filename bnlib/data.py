@@ -204,7 +204,7 @@ def _keras_cache_folder(dataset: str) -> Path | None:
 
 
 def _keras_download(dataset: str) -> dict:
-    import keras
+    from .runtime import keras
 
     module = keras.datasets.cifar10 if dataset == "cifar10" else keras.datasets.cifar100
     (x_train, y_train), (x_test, y_test) = module.load_data()
@@ -270,14 +270,14 @@ def channel_stats(x: np.ndarray):
 # ------------------------------------------------------------------------------------- pipelines
 
 def _normalise(images, mean, std):
-    import tensorflow as tf
+    from .runtime import tf
 
     return (tf.cast(images, tf.float32) / 255.0 - mean) / std
 
 
 def _augment(image, seed):
     """The paper's augmentation: 4-pixel zero pad, random 32x32 crop, random horizontal flip."""
-    import tensorflow as tf
+    from .runtime import tf
 
     padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
     seeds = tf.random.experimental.stateless_split(seed, 2)
@@ -292,7 +292,7 @@ def train_pipeline(x, y, batch_size: int, mean, std, augment: bool = True, seed:
     Shuffling and augmentation use stateless random ops seeded by (seed, epoch, position), so the
     stream is reproducible and can be restarted at any epoch.  The final partial batch is kept.
     """
-    import tensorflow as tf
+    from .runtime import tf
 
     if batch_size > len(x):
         raise DataError(f"batch_size {batch_size} is larger than the {len(x)} training images; "
@@ -327,7 +327,7 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
 
 def eval_pipeline(x, y, batch_size: int, mean, std):
     """Batches of (normalised images, labels) in order, for evaluation."""
-    import tensorflow as tf
+    from .runtime import tf
 
     stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     stream = stream.map(lambda a, b: (_normalise(a, mean, std), b),

@@ -25,10 +25,10 @@ Policies (a policy chooses which parameters the optimizer sees):
 """
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from .config import BETA_INITS, GAMMA_INITS, POLICIES, _check_choice
+from .runtime import keras
 
 
 def batchnorm_layers(model: keras.Model) -> list:

@@ -18,9 +18,8 @@ import difflib
 import re
 import sys
 
-import keras
-
 from .batchnorm import BatchNorm
+from .runtime import keras
 
 VALID_RESNET_DEPTHS = (14, 20, 32, 44, 56, 110, 218, 434, 866)
 VGG_LAYOUTS = {

@@ -18,7 +18,7 @@ REPOSITORY = "https://github.com/only-batchnorm/only-batchnorm"
 
 def profile(default: str | None = None) -> str:
     """The profile for this session: $BNLIB_PROFILE, else ``default``, else by hardware."""
-    import tensorflow as tf
+    from .runtime import tf
 
     chosen = os.environ.get("BNLIB_PROFILE") or default
     if chosen is None:
@@ -29,8 +29,7 @@ def profile(default: str | None = None) -> str:
 
 def versions() -> str:
     """One line: bnlib, TensorFlow, Keras, Python, device."""
-    import keras
-    import tensorflow as tf
+    from .runtime import keras, tf
 
     from . import __version__
     from .runtime import describe_device

@@ -12,7 +12,7 @@ tf.distribute it counts once, not once per device; gradient clipping comes befor
 """
 from __future__ import annotations
 
-import keras
+from .runtime import keras
 
 
 class _CoupledWeightDecay:

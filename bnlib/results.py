@@ -195,8 +195,7 @@ def load_all(root: str | os.PathLike) -> list[Result]:
 
 def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:
     """Versions, hardware and data of a run."""
-    import keras
-    import tensorflow as tf
+    from .runtime import keras, tf
 
     from . import __version__
 

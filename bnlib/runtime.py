@@ -4,6 +4,11 @@
   is fast on CPUs (see below and the README's performance section);
 * TensorFlow's C++ INFO lines off by default (``TF_CPP_MIN_LOG_LEVEL=1``), its oneDNN notice dropped;
 * what the run happened on, for every result's provenance; op determinism switched back off.
+
+``import bnlib`` imports this module first and TensorFlow not at all, so that ``import bnlib`` and
+``python -m bnlib --help`` take a fraction of a second instead of TensorFlow's seconds.  bnlib's
+modules take TensorFlow and Keras from here (``from .runtime import keras, tf``): the first such
+access imports them, once, quietly and after the settings above.
 """
 from __future__ import annotations
 
@@ -57,11 +62,20 @@ def _import_tensorflow_quietly() -> None:
             sys.stderr.flush()
 
 
-_import_tensorflow_quietly()
+def __getattr__(name: str):
+    """``tf`` and ``keras``, imported on first access (PEP 562), quietly, after the settings above."""
+    if name not in ("tf", "keras"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    return {"tf": tf, "keras": keras}[name]
 
 
 def onednn_enabled() -> bool:
     """Whether TensorFlow runs its oneDNN CPU kernels."""
+    _import_tensorflow_quietly()
     try:  # TensorFlow has no public accessor for this.
         from tensorflow.python.util import _pywrap_util_port
         return bool(_pywrap_util_port.IsMklEnabled())
@@ -71,6 +85,7 @@ def onednn_enabled() -> bool:
 
 def describe_device() -> str:
     """``1 x GPU <name>`` or ``CPU (<n> cores, oneDNN on|off)``: the device a result records."""
+    _import_tensorflow_quietly()
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -82,10 +97,12 @@ def describe_device() -> str:
 
 # TensorFlow exports enable_op_determinism but neither its query nor its inverse.
 def op_determinism_enabled() -> bool:
+    _import_tensorflow_quietly()
     from tensorflow.python.framework import config as tf_config
     return tf_config.is_op_determinism_enabled()
 
 
 def disable_op_determinism() -> None:
+    _import_tensorflow_quietly()
     from tensorflow.python.framework import config as tf_config
     tf_config.disable_op_determinism()

@@ -19,7 +19,7 @@ import pytest
 import bnlib
 from bnlib import results
 from bnlib.config import RunConfig
-from bnlib.train import BACKUP, is_chief, make_strategy
+from bnlib.training import BACKUP, is_chief, make_strategy
 
 from run_helpers import finish_script, flat, run_script, start_script
 

@@ -7,7 +7,6 @@ or that compare TensorFlow processes, run in subprocesses (tests/run_helpers.py)
 """
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import time
@@ -22,14 +21,13 @@ import tensorflow as tf
 import bnlib
 from bnlib import data as data_module
 from bnlib import models, results
+from bnlib import training as train_module  # the module; `bnlib.train` is its train function
 from bnlib.config import RunConfig
 from bnlib.data import DataError
 from bnlib.results import ResultFormatError
-from bnlib.train import BACKUP, LATEST, METADATA, DivergenceError, RunConflictError
+from bnlib.training import BACKUP, LATEST, METADATA, DivergenceError, RunConflictError
 
 from run_helpers import flat, run_script, start_script
-
-train_module = importlib.import_module("bnlib.train")  # `bnlib.train` is the function
 
 EPOCHS = 4
 TOLERANCE = dict(rtol=0, atol=1e-6)

@@ -11,7 +11,7 @@ import pytest
 
 from bnlib import optimizers
 from bnlib.config import RunConfig
-from bnlib.train import make_optimizer
+from bnlib.training import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 DECAY = 1e-2

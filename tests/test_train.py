@@ -12,10 +12,9 @@ import pytest
 
 import bnlib
 from bnlib import analysis, freeze, results
+from bnlib import training as train_module  # the module; `bnlib.train` is its train function
 from bnlib.config import RunConfig
-from bnlib.train import build_model, configure_runtime, learning_rate
-
-train_module = importlib.import_module("bnlib.train")  # `bnlib.train` is the function
+from bnlib.training import build_model, configure_runtime, learning_rate
 
 
 def test_bn_only_resnet14_learns_on_the_exact_subset(cifar_subset, tmp_path):

@@ -16,13 +16,12 @@ import time
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from . import data as data_module
 from . import freeze, models, optimizers, results, runtime
 from .config import RunConfig
+from .runtime import keras, tf
 
 BACKUP = "backup"
 LATEST = "latest.weights.h5"          # Keras BackupAndRestore's names, in BACKUP

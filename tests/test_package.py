@@ -1,0 +1,58 @@
+"""The package itself: `import bnlib` is light, TensorFlow loads on first use, names resolve."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import bnlib
+
+
+def run_python(code: str) -> str:
+    """Run `code` in a fresh interpreter (this one has TensorFlow loaded already); its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_import_bnlib_does_not_import_tensorflow():
+    out = run_python("import sys, bnlib; bnlib.results.load_all, bnlib.notebook.describe; "
+                     "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["report", "--help"], ["params", "--help"]])
+def test_command_line_help_does_not_import_tensorflow(argv):
+    out = run_python("import runpy, sys\n"
+                     f"sys.argv = ['bnlib', *{argv!r}]\n"
+                     "try:\n"
+                     "    runpy.run_module('bnlib', run_name='__main__', alter_sys=True)\n"
+                     "except SystemExit as exit:\n"
+                     "    assert exit.code == 0, exit.code\n"
+                     "print('TensorFlow imported:', 'tensorflow' in sys.modules)")
+    assert "usage: " in out and out.strip().endswith("TensorFlow imported: False")
+
+
+def test_first_use_imports_tensorflow_quietly_with_bnlibs_settings():
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    code = ("import os, sys, bnlib\n"
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], 'tensorflow' in sys.modules)\n"
+            "bnlib.models.build('resnet14')\n"
+            "print('tensorflow' in sys.modules, bnlib.runtime.onednn_enabled())")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "False", "True", "True"]   # set at import; used at first use
+    assert "oneDNN custom operations" not in proc.stderr, proc.stderr
+
+
+def test_lazy_names_resolve():
+    import bnlib.training
+
+    assert callable(bnlib.train) and bnlib.train is bnlib.training.train  # the function, not its module
+    for name in ("analysis", "data", "freeze", "models", "plots", "training", "widgets"):
+        assert getattr(bnlib, name).__name__ == f"bnlib.{name}"
+        assert name in dir(bnlib)
+    with pytest.raises(AttributeError, match="no attribute 'resnet'"):
+        bnlib.resnet
+    with pytest.raises(AttributeError, match="no attribute 'torch'"):
+        bnlib.runtime.torch
