@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from .results import Result
-from .runtime import keras
 
 DEFAULT_THRESHOLD = 0.05  # |γ| below this counts as "switched off" (our choice; notebooks sweep it)
 
@@ -74,6 +73,7 @@ def ablate_small_gamma(model, x, y, threshold: float = DEFAULT_THRESHOLD, batch_
     the fraction of channels zeroed.
     """
     from . import freeze
+    from .runtime import keras
 
     layers = freeze.batchnorm_layers(model)
     saved = [layer.gamma.numpy().copy() for layer in layers]
