@@ -58,11 +58,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import bnlib  # noqa: E402,F401  (first: its TensorFlow defaults, oneDNN on, apply to every variant)
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
 
+# TensorFlow through bnlib: its defaults (oneDNN on) apply to every variant, and the import is quiet.
+from bnlib.runtime import keras, tf  # noqa: E402
 from bnlib import models as bn_models  # noqa: E402
 from bnlib.batchnorm import BatchNorm  # noqa: E402
 from bnlib.runtime import onednn_enabled  # noqa: E402

@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# bench_step first: it imports bnlib before TensorFlow, so bnlib's defaults (oneDNN) apply.
+# bench_step first: it imports TensorFlow through bnlib, so bnlib's defaults (oneDNN) apply.
 from bench_step import LABELS, make_variant  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
