@@ -29,10 +29,8 @@ def profile(default: str | None = None) -> str:
 
 def versions() -> str:
     """One line: bnlib, TensorFlow, Keras, Python, device."""
-    from .runtime import keras, tf
-
     from . import __version__
-    from .runtime import describe_device
+    from .runtime import describe_device, keras, tf
 
     return (f"bnlib {__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
             f"Python {platform.python_version()}, {describe_device()}")
