@@ -1,5 +1,6 @@
 """The package itself: `import bnlib` is light, TensorFlow loads on first use, names resolve."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,15 @@ def test_lazy_names_resolve():
         bnlib.resnet
     with pytest.raises(AttributeError, match="no attribute 'torch'"):
         bnlib.runtime.torch
+
+
+def test_tensorflow_is_imported_only_through_runtime():
+    """Every module takes TensorFlow and Keras from bnlib.runtime (`from .runtime import keras, tf`),
+    which applies bnlib's settings and keeps the import quiet; a plain `import keras` anywhere else
+    would skip both whenever that module happens to load first.  (Keras' private `keras.src`
+    modules may be imported inside functions that run after the public import.)"""
+    pattern = re.compile(r"^\s*(import (keras|tensorflow)\b|from (keras|tensorflow)(?!\.src)\b.*)", re.MULTILINE)
+    offenders = {path.name: [m.group(0).strip() for m in pattern.finditer(path.read_text())]
+                 for path in sorted(Path(bnlib.__file__).parent.glob("*.py")) if path.name != "runtime.py"}
+    assert not {name: lines for name, lines in offenders.items() if lines}
+    assert pattern.search("def f():\n    import keras\n") and pattern.search("from tensorflow import nn")  # it can fail
