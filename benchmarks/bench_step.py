@@ -39,7 +39,7 @@ Usage::
     python benchmarks/bench_step.py --variants seed,bnlib,full,torch-bn,torch-full   # vs PyTorch
     TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/bench_step.py          # TensorFlow's Eigen kernels
 
-Every variant runs with bnlib's TensorFlow defaults (bnlib is imported before TensorFlow, so
+Every variant runs with bnlib's TensorFlow defaults (TensorFlow is imported through bnlib.runtime, so
 TensorFlow's oneDNN CPU kernels are on unless TF_ENABLE_ONEDNN_OPTS=0), in one process, so the
 seed-article variant gets the same kernels as bnlib's.  ``profile_step.py`` shows, per op type,
 where each variant's step time goes.
@@ -61,10 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 # TensorFlow through bnlib: its defaults (oneDNN on) apply to every variant, and the import is quiet.
-from bnlib.runtime import keras, tf  # noqa: E402
+from bnlib.runtime import keras, onednn_enabled, tf  # noqa: E402
 from bnlib import models as bn_models  # noqa: E402
 from bnlib.batchnorm import BatchNorm  # noqa: E402
-from bnlib.runtime import onednn_enabled  # noqa: E402
 
 LABELS = {
     "seed": "(a) keras BN-only (seed article)",
