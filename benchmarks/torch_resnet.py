@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bnlib.models import check_resnet_depth, parse_name
+from bnlib.names import check_resnet_depth, parse_name
 
 
 class BasicBlock(nn.Module):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import FIELD_HELP, PRESETS, RunConfig
+from .names import canonical_name
 
 EXAMPLES = """examples:
   python -m bnlib params resnet56                    # trainable parameters per freezing policy
@@ -98,8 +99,6 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
-    from .training import train
-
     names = {f.name for f in dataclasses.fields(RunConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if "lr_milestones" in overrides:
@@ -109,6 +108,8 @@ def _train(args) -> int:
         if name in overrides and getattr(config, field) != value:
             raise ValueError(f"--{name.replace('_', '-')} only acts with --{field} {value}, and this run's "
                              f"{field} is {getattr(config, field)}; drop it or add --{field} {value}.")
+    from .training import train  # TensorFlow loads here, once the configuration is known to be valid
+
     result = train(config, verbose=0 if args.quiet else 2, overwrite=args.overwrite)
     print(f"{config.label}: test accuracy {result.test_accuracy:.4f} on "
           f"{result.provenance['data']['description']}"
@@ -159,6 +160,7 @@ def _run_name(folder: str, root: Path) -> str:
 
 
 def _params(args) -> int:
+    canonical_name(args.model)  # a misspelt name fails before TensorFlow loads
     from . import freeze, models
     from .config import POLICIES
 

@@ -12,6 +12,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from .names import canonical_name
+
 POLICIES = ("all", "bn", "bn+output", "output", "gamma", "beta", "none", "random")
 GAMMA_INITS = ("ones", "uniform", "normal", "he_normal")
 BETA_INITS = ("zeros", "normal")
@@ -105,8 +107,6 @@ class RunConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("strategy", self.strategy, STRATEGIES)
-        from .models import canonical_name  # validates the model name without building it
-
         object.__setattr__(self, "model", canonical_name(self.model))
         _check_positive("epochs", self.epochs, integer=True)
         _check_positive("batch_size", self.batch_size, integer=True)

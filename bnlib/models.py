@@ -14,14 +14,15 @@ uncompiled ``keras.Model`` whose last layer is the ``Dense`` classifier named ``
 """
 from __future__ import annotations
 
-import difflib
-import re
 import sys
 
 from .batchnorm import BatchNorm
+from .names import (  # noqa: F401  (re-exported: models.parse_name, models.canonical_name, ...)
+    EXAMPLE_NAMES, KERAS_RESNET_DEPTHS, VALID_RESNET_DEPTHS, VGG_DEPTHS, canonical_name,
+    check_keras_resnet_depth, check_resnet_depth, check_vgg_depth, parse_name,
+)
 from .runtime import keras
 
-VALID_RESNET_DEPTHS = (14, 20, 32, 44, 56, 110, 218, 434, 866)
 VGG_LAYOUTS = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -34,12 +35,6 @@ KERAS_RESNETS = {
     101: keras.applications.ResNet101,
     152: keras.applications.ResNet152,
 }
-EXAMPLE_NAMES = (
-    [f"resnet{d}" for d in VALID_RESNET_DEPTHS]
-    + ["wrn14-2", "wrn14-4", "wrn20-4"]
-    + [f"vgg{d}" for d in VGG_LAYOUTS]
-    + [f"keras-resnet{d}" for d in KERAS_RESNETS]
-)
 BN_MOMENTUM = 0.9  # PyTorch's default 0.1, written the Keras way (see freeze.set_bn_momentum)
 
 
@@ -53,21 +48,6 @@ def _conv(filters: int, kernel: int, stride: int, name: str) -> keras.layers.Con
         filters, kernel, strides=stride, padding="same", use_bias=False,
         kernel_initializer="he_normal", name=name,
     )
-
-
-def _nearest_depths(depth: int) -> str:
-    below = 6 * max(1, (depth - 2) // 6) + 2
-    return f"{below} or {below + 6}" if depth > below else f"{below}"
-
-
-def check_resnet_depth(depth: int) -> int:
-    """Return n (blocks per stage) for a depth 6n+2, or raise ValueError naming the nearest depths."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"ResNet depth {depth} is not of the form 6n+2 (n >= 1); "
-            f"nearest valid depths: {_nearest_depths(depth)}."
-        )
-    return (depth - 2) // 6
 
 
 def cifar_resnet(depth: int, width: int = 1, num_classes: int = 10,
@@ -108,8 +88,7 @@ def cifar_resnet(depth: int, width: int = 1, num_classes: int = 10,
 def vgg(depth: int, num_classes: int = 10, input_shape=(32, 32, 3),
         bn_momentum: float = BN_MOMENTUM) -> keras.Model:
     """VGG-``depth`` with BatchNorm after every convolution, for 32x32 inputs."""
-    if depth not in VGG_LAYOUTS:
-        raise ValueError(f"VGG depth {depth} is unknown; choose one of {sorted(VGG_LAYOUTS)}.")
+    check_vgg_depth(depth)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     conv_index = 0
@@ -134,8 +113,7 @@ def keras_resnet(depth: int, num_classes: int = 10, input_shape=(32, 32, 3),
     by :class:`BatchNorm` (same epsilon, the requested momentum).  Its classifier is renamed
     ``output``.
     """
-    if depth not in KERAS_RESNETS:
-        raise ValueError(f"keras-resnet depth {depth} is unknown; choose 50, 101 or 152.")
+    check_keras_resnet_depth(depth)
     base = KERAS_RESNETS[depth](weights=None, include_top=True, input_shape=input_shape,
                                 classes=num_classes, classifier_activation=None)
 
@@ -149,47 +127,6 @@ def keras_resnet(depth: int, num_classes: int = 10, input_shape=(32, 32, 3),
         return layer.__class__.from_config(config)
 
     return keras.models.clone_model(base, clone_function=swap)
-
-
-def parse_name(name: str) -> tuple[str, int, int]:
-    """Split a model name into (family, depth, width); raise ValueError naming valid choices."""
-    key = str(name).strip().lower().replace("_", "-")
-    patterns = {
-        "resnet": r"resnet-?(\d+)",
-        "wrn": r"wrn-?(\d+)-(-?\d+)",
-        "vgg": r"vgg-?(\d+)",
-        "keras-resnet": r"keras-resnet-?(\d+)",
-    }
-    for family, pattern in patterns.items():
-        match = re.fullmatch(pattern, key)
-        if match:
-            depth = int(match.group(1))
-            width = int(match.group(2)) if family == "wrn" else 1
-            _check_depth_and_width(family, depth, width, name)
-            return family, depth, width
-    close = difflib.get_close_matches(key, EXAMPLE_NAMES, n=3, cutoff=0.5) or EXAMPLE_NAMES[:3]
-    raise ValueError(
-        f"Unknown model {name!r}; did you mean {', '.join(close)}? "
-        "Valid: resnet<6n+2>, wrn<6n+2>-<k>, vgg11/13/16/19, keras-resnet50/101/152."
-    )
-
-
-def canonical_name(name: str) -> str:
-    """The one spelling results and tables use: ``ResNet-14`` -> ``resnet14``, ``WRN_14_2`` ->
-    ``wrn14-2``; raise ValueError naming valid choices."""
-    family, depth, width = parse_name(name)
-    return f"wrn{depth}-{width}" if family == "wrn" else f"{family}{depth}"
-
-
-def _check_depth_and_width(family: str, depth: int, width: int, name: str) -> None:
-    if family in ("resnet", "wrn"):
-        check_resnet_depth(depth)
-    if family == "wrn" and width < 1:
-        raise ValueError(f"Width multiplier in {name!r} must be positive; try wrn{depth}-2 or wrn{depth}-4.")
-    if family == "vgg" and depth not in VGG_LAYOUTS:
-        raise ValueError(f"VGG depth {depth} is unknown; choose one of {sorted(VGG_LAYOUTS)}.")
-    if family == "keras-resnet" and depth not in KERAS_RESNETS:
-        raise ValueError(f"keras-resnet depth {depth} is unknown; choose 50, 101 or 152.")
 
 
 def build(name: str, num_classes: int = 10, input_shape=(32, 32, 3),

@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import analysis
+from .names import parse_name
 from .results import Result
 
 
@@ -80,8 +81,6 @@ POLICY_MARKERS = {"all": "s", "bn": "o", "bn+output": "D", "output": "v", "rando
 def accuracy_vs_parameters(results: list[Result], paper_points: dict | None = None):
     """Test accuracy against trainable parameters (log scale): one colour and marker per policy,
     joined across depths, each point labelled with its network (the depth, for CIFAR ResNets)."""
-    from .models import parse_name
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_policy: dict[str, list[Result]] = {}
     for result in results:
@@ -112,8 +111,6 @@ def accuracy_vs_parameters(results: list[Result], paper_points: dict | None = No
 
 def depth_sweep(results: list[Result]):
     """Test accuracy against depth, one line per policy."""
-    from .models import parse_name
-
     fig, ax = plt.subplots(figsize=(6, 4))
     by_policy: dict[str, list] = {}
     for result in results:

@@ -47,6 +47,13 @@ def test_every_6n_plus_2_depth_is_valid(depth):
     assert models.check_resnet_depth(depth) == (depth - 2) // 6
 
 
+def test_names_agree_with_the_builders():
+    # bnlib.names checks names without TensorFlow; its depth lists must be the ones models builds.
+    assert tuple(models.VGG_LAYOUTS) == models.VGG_DEPTHS
+    assert tuple(models.KERAS_RESNETS) == models.KERAS_RESNET_DEPTHS
+    assert all(models.parse_name(name) for name in models.EXAMPLE_NAMES)
+
+
 def test_vgg_and_keras_resnet():
     vgg = models.build("vgg11", num_classes=100)
     assert vgg.output.shape == (None, 100) and len(freeze.batchnorm_layers(vgg)) == 8

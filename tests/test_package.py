@@ -40,6 +40,19 @@ def test_command_line_help_and_report_do_not_import_tensorflow(argv):
     assert ("usage: " in out or "resnet14-bn-sgd " in out) and out.strip().endswith("TensorFlow imported: False")
 
 
+@pytest.mark.parametrize("argv", [["train", "--model", "resnet15"], ["train", "--policy", "bnn"],
+                                  ["params", "vgg12"]])
+def test_bad_input_fails_before_tensorflow_loads(argv):
+    out = run_python("import runpy, sys\n"
+                     f"sys.argv = ['bnlib', *{argv!r}]\n"
+                     "try:\n"
+                     "    runpy.run_module('bnlib', run_name='__main__', alter_sys=True)\n"
+                     "except SystemExit as exit:\n"
+                     "    print('exit', exit.code)\n"
+                     "print('TensorFlow imported:', 'tensorflow' in sys.modules)")
+    assert out.split("\n")[-3:] == ["exit 2", "TensorFlow imported: False", ""], out
+
+
 def test_first_use_imports_tensorflow_quietly_with_bnlibs_settings():
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     code = ("import os, sys, bnlib\n"
