@@ -108,7 +108,10 @@ def _train(args) -> int:
         if name in overrides and getattr(config, field) != value:
             raise ValueError(f"--{name.replace('_', '-')} only acts with --{field} {value}, and this run's "
                              f"{field} is {getattr(config, field)}; drop it or add --{field} {value}.")
-    from .training import train  # TensorFlow loads here, once the configuration is known to be valid
+    from .data import locate
+
+    locate(config.dataset, config.data_path)  # a missing data path: one line, before TensorFlow
+    from .training import train  # TensorFlow loads here, once the configuration and data path are valid
 
     result = train(config, verbose=0 if args.quiet else 2, overwrite=args.overwrite)
     print(f"{config.label}: test accuracy {result.test_accuracy:.4f} on "

@@ -63,16 +63,10 @@ class Dataset:
 
 def load(dataset: str = "cifar10", path: str | os.PathLike | None = None) -> Dataset:
     """Load CIFAR-10 or CIFAR-100 from the first source that has it (see module docstring)."""
-    if dataset not in NUM_CLASSES:
-        raise DataError(f"Unknown dataset {dataset!r}; choose cifar10 or cifar100.")
-    env = ENV_VARS[dataset]
-    if path is None and os.environ.get(env):
-        path, how = os.environ[env], f"${env}"
-    else:
-        how = "explicit path"
+    path, how = locate(dataset, path)
     if path is not None:
-        arrays = _load_path(Path(path).expanduser(), dataset)
-        return _finish(arrays, dataset, {"kind": how, "path": str(path)})
+        return _finish(_load_path(path, dataset), dataset, {"kind": how, "path": str(path)})
+    env = ENV_VARS[dataset]
     cached = _keras_cache_folder(dataset)
     if cached is not None:
         return _finish(_load_batches_folder(cached, dataset), dataset,
@@ -89,10 +83,29 @@ def load(dataset: str = "cifar10", path: str | os.PathLike | None = None) -> Dat
         ) from None
 
 
-def _load_path(path: Path, dataset: str) -> dict:
+def locate(dataset: str = "cifar10", path: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """The path a load would read (explicit, else ``$BNLIB_CIFAR10``/``100``) and how it was named.
+
+    ``(None, "")`` when neither names one (the Keras cache and download come next).  Cheap and
+    TensorFlow-free, so the command line checks the data before it loads TensorFlow.
+    """
+    if dataset not in NUM_CLASSES:
+        raise DataError(f"Unknown dataset {dataset!r}; choose cifar10 or cifar100.")
+    env = ENV_VARS[dataset]
+    if path is None and os.environ.get(env):
+        path, how = os.environ[env], f"${env}"
+    elif path is not None:
+        how = "explicit path"
+    else:
+        return None, ""
+    path = Path(path).expanduser()
     if not path.exists():
-        raise DataError(f"Data path {path} does not exist; point data_path or "
-                        f"${ENV_VARS[dataset]} at a .npz, a batches folder or the official tarball.")
+        raise DataError(f"Data path {path} ({how}) does not exist; point data_path (--data) or "
+                        f"${env} at a .npz, a batches folder or the official tarball.")
+    return path, how
+
+
+def _load_path(path: Path, dataset: str) -> dict:
     if path.is_dir():
         inner = path / TARBALLS[dataset][2]
         return _load_batches_folder(inner if inner.is_dir() else path, dataset)

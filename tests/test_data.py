@@ -107,9 +107,23 @@ def test_malformed_archives_are_one_line_errors(tmp_path, change, fragment):
     assert "\n" not in str(error.value)
 
 
-def test_missing_path(tmp_path):
+def test_missing_path(tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match="does not exist"):
         data.load("cifar10", tmp_path / "nowhere.npz")
+    monkeypatch.setenv("BNLIB_CIFAR10", str(tmp_path / "gone.npz"))  # the variable's path: named as such
+    with pytest.raises(data.DataError, match=r"gone.npz \(\$BNLIB_CIFAR10\) does not exist"):
+        data.load("cifar10")
+
+
+def test_locate_names_the_path_a_load_reads(tmp_path, monkeypatch):
+    archive = tmp_path / "c.npz"
+    archive.touch()
+    monkeypatch.delenv("BNLIB_CIFAR10", raising=False)
+    assert data.locate("cifar10") == (None, "")                 # the Keras cache and download come next
+    assert data.locate("cifar10", archive) == (archive, "explicit path")
+    monkeypatch.setenv("BNLIB_CIFAR10", str(archive))
+    assert data.locate("cifar10") == (archive, "$BNLIB_CIFAR10")
+    assert data.locate("cifar10", tmp_path) == (tmp_path, "explicit path")  # explicit wins
 
 
 def test_subset_and_validation_split():

@@ -41,7 +41,7 @@ def test_command_line_help_and_report_do_not_import_tensorflow(argv):
 
 
 @pytest.mark.parametrize("argv", [["train", "--model", "resnet15"], ["train", "--policy", "bnn"],
-                                  ["params", "vgg12"]])
+                                  ["train", "--data", "/nowhere/cifar10.npz"], ["params", "vgg12"]])
 def test_bad_input_fails_before_tensorflow_loads(argv):
     out = run_python("import runpy, sys\n"
                      f"sys.argv = ['bnlib', *{argv!r}]\n"
