@@ -96,6 +96,9 @@ CPU_SGD = {
     "resnet32-bn-sgd-seed1": dict(model="resnet32", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
     # ... and the fully trained ResNet-32's second seed: is the gap at ResNet-32 more than a seed?
     "resnet32-all-sgd-seed1": dict(model="resnet32", policy="all", **{**PAPER_RECIPE, "seed": 1}),
+    # ... and the fully trained ResNet-14's second seed, which completes a second seed of both
+    # policies at every depth: does the gap narrow with depth within each seed?
+    "resnet14-all-sgd-seed1": dict(model="resnet14", policy="all", **{**PAPER_RECIPE, "seed": 1}),
     # Does longer training switch more features off and close the gap to the paper's ≈48%?  The
     # same recipe at half the paper's length (80 epochs, decays at 40 and 60): 2.5x the steps.
     "resnet14-bn-sgd-80": dict(model="resnet14", policy="bn",
