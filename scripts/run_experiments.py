@@ -96,6 +96,8 @@ CPU_SGD = {
     "resnet32-bn-sgd-seed1": dict(model="resnet32", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
     # ... and the fully trained ResNet-32's second seed: is the gap at ResNet-32 more than a seed?
     "resnet32-all-sgd-seed1": dict(model="resnet32", policy="all", **{**PAPER_RECIPE, "seed": 1}),
+    # ResNet-20 without weight decay: does weight decay switch more γ off at a second depth too?
+    "resnet20-bn-sgd-no-wd": dict(model="resnet20", policy="bn", **{**PAPER_RECIPE, "weight_decay": 0.0}),
     # ... and the fully trained ResNet-14's second seed, which completes a second seed of both
     # policies at every depth: does the gap narrow with depth within each seed?
     "resnet14-all-sgd-seed1": dict(model="resnet14", policy="all", **{**PAPER_RECIPE, "seed": 1}),
