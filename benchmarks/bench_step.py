@@ -446,12 +446,13 @@ def main(argv=None) -> int:
 
     columns = [(header, num, den) for header, num, den in RATIOS
                if num in args.variants and den in args.variants]
-    out += ["", "Ratios (medians over steps of the ratio of adjacent, paired steps):", "",
-            "| model | " + " | ".join(header for header, _, _ in columns) + " |",
-            "|---|" + "---:|" * len(columns)]
-    for name in args.models:
-        cells = [ratio(name, num, den) for _, num, den in columns]
-        out.append(f"| {name} | " + " | ".join("n/a" if c is None else f"{c:.2f}x" for c in cells) + " |")
+    if columns:  # no table when the chosen variants form no pair (e.g. --variants bnlib)
+        out += ["", "Ratios (medians over steps of the ratio of adjacent, paired steps):", "",
+                "| model | " + " | ".join(header for header, _, _ in columns) + " |",
+                "|---|" + "---:|" * len(columns)]
+        for name in args.models:
+            cells = [ratio(name, num, den) for _, num, den in columns]
+            out.append(f"| {name} | " + " | ".join("n/a" if c is None else f"{c:.2f}x" for c in cells) + " |")
 
     if pipe_stats:
         out += ["", f"Input pipeline (tf.data over {args.pipeline_images:,} random uint8 images: normalise, "

@@ -26,6 +26,14 @@ def test_bench_step_prints_the_table_and_ratios(capsys):
     assert "Peak RSS" in out and "pipeline / training" in out and "One BN layer" in out
 
 
+def test_bench_step_leaves_out_the_ratio_table_without_a_pair(capsys):
+    bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
+                     "--no-pipeline", "--variants", "bnlib"])
+    out = capsys.readouterr().out
+    assert "| resnet8 | (b) bnlib BN-only |" in out
+    assert "Ratios" not in out
+
+
 def test_bench_step_rejects_an_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         bench_step.parse_args(["--variants", "bnlib,fast"])
