@@ -65,6 +65,9 @@ CPU_50K = {
     "resnet20-all-50k": dict(model="resnet20", policy="all", **LONGER),
     # ... and at a second depth: does the gap narrow with depth, as in the paper?
     "resnet14-all-50k": dict(model="resnet14", policy="all", **LONGER),
+    # Wider instead of deeper: WRN-14-2 has about as many BN parameters as ResNet-32 (2,240 vs
+    # 2,464).  The paper finds accuracy grows with BN parameters, faster with depth than width.
+    "wrn14-2-bn-50k": dict(model="wrn14-2", policy="bn", **LONGER),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
