@@ -6,7 +6,7 @@ Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the
 8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one
 after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
 training images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56 and WRN-14-2, fully
-trained ResNet-14, 20 and 32); then the paper's own recipe, shortened, in results/cpu-sgd/ (SGD 0.1,
+trained ResNet-14, 20, 32 and 56); then the paper's own recipe, shortened, in results/cpu-sgd/ (SGD 0.1,
 momentum 0.9, weight decay 1e-4, step decays, all 50,000 images, 32 epochs, a fifth of the paper's
 160, unless said: BN-only and fully trained ResNet-14, 20 and 32 from seeds 0 and 1, BN-only
 ResNet-14 and 20 without the weight decay, and a BN-only ResNet-14 at half the paper's length, 80
@@ -68,6 +68,8 @@ CPU_50K = {
     "resnet14-all-50k": dict(model="resnet14", policy="all", **LONGER),
     # ... and at a third: the paper's recipe narrowed the gap from ResNet-20 to 32; does Adam too?
     "resnet32-all-50k": dict(model="resnet32", policy="all", **LONGER),
+    # ... and at the deepest: does the gap keep narrowing from ResNet-32 to 56?
+    "resnet56-all-50k": dict(model="resnet56", policy="all", **LONGER),
     # Wider instead of deeper: WRN-14-2 has about as many BN parameters as ResNet-32 (2,240 vs
     # 2,464).  The paper finds accuracy grows with BN parameters, faster with depth than width.
     "wrn14-2-bn-50k": dict(model="wrn14-2", policy="bn", **LONGER),
