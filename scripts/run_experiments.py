@@ -6,12 +6,12 @@ Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the
 8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one
 after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
 training images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56 and WRN-14-2 (two
-seeds), fully trained ResNet-14, 20, 32 and 56); then the paper's own recipe, shortened, in results/cpu-sgd/ (SGD 0.1,
-momentum 0.9, weight decay 1e-4, step decays, all 50,000 images, 32 epochs, a fifth of the paper's
-160, unless said: BN-only and fully trained ResNet-14, 20 and 32 from seeds 0 and 1, BN-only
-ResNet-14 and 20 without the weight decay, and a BN-only ResNet-14 at half the paper's length, 80
-epochs); then the first 80 steps of that recipe for a
-ResNet-866 in results/cpu-deep/; then chapter 6's experiments of results/cpu-beyond/
+seeds), fully trained ResNet-14, 20, 32 and 56); then the paper's own recipe, shortened, in
+results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000 images, 32
+epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20 and 32
+from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only ResNet-14 at
+half the paper's length, 80 epochs); then the first 80 steps of that recipe for a ResNet-866 in
+results/cpu-deep/; then chapter 6's experiments of results/cpu-beyond/
 (bnlib.beyond: BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the
 `cpu` profile.  Each run checkpoints every epoch into its folder: re-running the command after an
 interruption resumes the unfinished run and skips the finished ones.  On this project's 2-core
