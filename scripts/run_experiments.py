@@ -2,21 +2,20 @@
 
     BNLIB_CIFAR10=path/to/cifar10.npz python scripts/run_experiments.py [--only NAME ...] [--list]
 
-Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set,
-8 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one
-after another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000
-training images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56 and WRN-14-2 (two
-seeds), fully trained ResNet-14, 20, 32 and 56); then the paper's own recipe, shortened, in
-results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000 images, 32
-epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20 and 32
-from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only ResNet-14 at
-half the paper's length, 80 epochs); then the first 80 steps of that recipe for a ResNet-866 in
-results/cpu-deep/; then chapter 6's experiments of results/cpu-beyond/
-(bnlib.beyond: BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the
-`cpu` profile.  Each run checkpoints every epoch into its folder: re-running the command after an
-interruption resumes the unfinished run and skips the finished ones.  On this project's 2-core
-machines the data is the JPEG-q75 offline copy of CIFAR-10 (see shared/data/README.md), and every
-result records that.
+Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set, 8
+epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one after
+another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
+images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56 and WRN-14-2 (two seeds for
+ResNet-14, 56 and WRN-14-2), fully trained ResNet-14, 20, 32 and 56); then the paper's own recipe,
+shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
+images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
+and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
+ResNet-14 at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
+ResNet-866 in results/cpu-deep/; then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond:
+BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the `cpu` profile. Each
+run checkpoints every epoch into its folder: re-running the command after an interruption resumes
+the unfinished run and skips the finished ones. On this project's 2-core machines the data is the
+JPEG-q75 offline copy of CIFAR-10 (see shared/data/README.md), and every result records that.
 """
 import argparse
 import sys
@@ -75,6 +74,10 @@ CPU_50K = {
     "wrn14-2-bn-50k": dict(model="wrn14-2", policy="bn", **LONGER),
     # ... and from a second seed: seed 0's WRN-14-2 was only 2.5 points below ResNet-32.
     "wrn14-2-bn-50k-seed1": dict(model="wrn14-2", policy="bn", **LONGER, seed=1),
+    # Second seeds at both ends of the BN-only depth series: is the 11-point rise from ResNet-14
+    # to ResNet-56 far larger than what a seed moves either end?
+    "resnet14-bn-50k-seed1": dict(model="resnet14", policy="bn", **LONGER, seed=1),
+    "resnet56-bn-50k-seed1": dict(model="resnet56", policy="bn", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
