@@ -140,6 +140,16 @@ def difference_table(pairs: dict, z: float = 2.0) -> pd.DataFrame:
     return table.astype({"difference": float, "standard error": float})
 
 
+def points_per_doubling(larger: Result, smaller: Result) -> float:
+    """Test-accuracy points ``larger`` gains over ``smaller`` per doubling of the BatchNorm
+    parameters (γ and β): the unit that puts steps in depth and in width on one scale."""
+    doublings = np.log2(larger.parameters["batchnorm"] / smaller.parameters["batchnorm"])
+    if doublings <= 0:
+        raise ValueError(f"{larger.label} has no more BN parameters than {smaller.label}: "
+                         "pass the larger network first")
+    return float(100 * (larger.test_accuracy - smaller.test_accuracy) / doublings)
+
+
 def gap_narrowing(shallow: tuple[Result, Result], deep: tuple[Result, Result]) -> dict:
     """How much narrower the gap to full training is at the deeper network, in points.
 

@@ -82,6 +82,17 @@ def test_accuracy_difference_needs_two_standard_errors():
     assert list(table["verdict"]) == ["no clear difference"] * 2
 
 
+def test_points_per_doubling_divides_by_the_doublings_of_the_bn_parameters():
+    small, large = fake_result("r14"), fake_result("r56")
+    small.parameters["batchnorm"], large.parameters["batchnorm"] = 1120, 4480   # two doublings
+    small.test_accuracy, large.test_accuracy = 0.45, 0.56
+    assert analysis.points_per_doubling(large, small) == pytest.approx(5.5)
+    large.parameters["batchnorm"] = 2240   # one doubling: the whole gain
+    assert analysis.points_per_doubling(large, small) == pytest.approx(11.0)
+    with pytest.raises(ValueError, match="pass the larger network first"):
+        analysis.points_per_doubling(small, large)
+
+
 def test_gap_narrowing_is_bn_gain_minus_full_gain():
     shallow_bn, shallow_full, deep_bn, deep_full = (fake_result(n) for n in ("sb", "sf", "db", "df"))
     for result, accuracy in ((shallow_bn, 0.46), (shallow_full, 0.84), (deep_bn, 0.53), (deep_full, 0.85)):
