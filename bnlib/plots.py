@@ -134,6 +134,34 @@ def depth_sweep(results: list[Result]):
     return fig
 
 
+def gap_by_depth(series: dict, paper_points: dict | None = None, ax=None):
+    """The gap to full training (full minus BN-only test accuracy, in points) against ResNet depth,
+    one line per recipe.  ``series`` maps a label to ``{depth: (bn_only, full)}`` Result pairs;
+    the error bars are one standard error of each difference (the two test sets').
+    ``paper_points`` maps a label to the (depth, gap) points the paper reports, drawn as black stars."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    else:
+        fig = ax.figure
+    depths = set()
+    for label, pairs in series.items():
+        points = sorted(pairs.items())
+        steps = [analysis.accuracy_difference(full, bn) for _, (bn, full) in points]
+        ax.errorbar([d for d, _ in points], [s["difference"] for s in steps],
+                    yerr=[s["standard error"] for s in steps], fmt="o-", capsize=3, label=label)
+        depths.update(d for d, _ in points)
+    for label, points in (paper_points or {}).items():
+        ax.errorbar(*zip(*points), fmt="*", ms=12, color="k", label=label)   # the paper quotes no error
+        depths.update(d for d, _ in points)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(depths), [str(d) for d in sorted(depths)])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set(xlabel="ResNet depth (log scale)", ylabel="full minus BN-only test accuracy (points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
 def parameter_chart(table):
     """Bar chart of a freeze.policy_table: trainable parameters per model and policy (log scale)."""
     fig, ax = plt.subplots(figsize=(8, 4))

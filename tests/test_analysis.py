@@ -140,6 +140,24 @@ def test_plots_return_figures():
     assert [text.get_text() for text in axes.texts] == ["14", "20", "14"]
 
 
+def test_gap_by_depth_draws_full_minus_bn_with_error_bars():
+    pairs = {}
+    for depth, bn, full in ((14, 0.45, 0.82), (56, 0.56, 0.84)):
+        pairs[depth] = (fake_result(f"bn {depth}"), fake_result(f"full {depth}", "all"))
+        for result, accuracy in zip(pairs[depth], (bn, full)):
+            result.test_accuracy, result.provenance["data"]["test_used"] = accuracy, 10_000
+    axes = plots.gap_by_depth({"ours": pairs}, {"the paper": [(14, 44.0), (866, 10.0)]}).axes[0]
+    line = axes.lines[0]
+    assert list(line.get_xdata()) == [14, 56]
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [37.0, 28.0])
+    bars = axes.containers[0].lines[2][0].get_segments()   # the error bars, depth 14 first
+    error = analysis.accuracy_difference(pairs[14][1], pairs[14][0])["standard error"]
+    np.testing.assert_allclose(bars[0][:, 1], [37.0 - error, 37.0 + error])
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["14", "56", "866"]
+    assert axes.get_legend_handles_labels()[1] == ["ours", "the paper"]
+    np.testing.assert_allclose(np.asarray(axes.lines[-1].get_ydata(), float), [44.0, 10.0])
+
+
 def test_cli_flags_that_would_be_ignored_are_errors(capsys, monkeypatch):
     for argv, fragment in ((["--momentum", "0.5"], "--momentum only acts with --optimizer sgd"),
                            (["--lr-milestones", "4", "6"], "--lr-milestones only acts with --schedule step"),
