@@ -134,15 +134,12 @@ def depth_sweep(results: list[Result]):
     return fig
 
 
-def gap_by_depth(series: dict, paper_points: dict | None = None, ax=None):
+def gap_by_depth(series: dict, paper_points: dict | None = None):
     """The gap to full training (full minus BN-only test accuracy, in points) against ResNet depth,
     one line per recipe.  ``series`` maps a label to ``{depth: (bn_only, full)}`` Result pairs;
     the error bars are one standard error of each difference (the two test sets').
     ``paper_points`` maps a label to the (depth, gap) points the paper reports, drawn as black stars."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-    else:
-        fig = ax.figure
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     depths = set()
     for label, pairs in series.items():
         points = sorted(pairs.items())
