@@ -150,6 +150,19 @@ def points_per_doubling(larger: Result, smaller: Result) -> float:
     return float(100 * (larger.test_accuracy - smaller.test_accuracy) / doublings)
 
 
+def step_across_seeds(shallow: list[Result], deep: list[Result]) -> dict:
+    """A step from one network to another when each was trained from several seeds, in points of
+    test accuracy: the step between the seeds' means; the least favourable pairing, the worst
+    ``deep`` run minus the best ``shallow`` one (above zero when every deep run beats every shallow
+    run); and the largest spread between the seeds of either network, a yardstick for the step."""
+    if not shallow or not deep:
+        raise ValueError("step_across_seeds needs at least one run of each network")
+    shallow_acc, deep_acc = (100 * np.array([r.test_accuracy for r in runs]) for runs in (shallow, deep))
+    return {"mean step": float(deep_acc.mean() - shallow_acc.mean()),
+            "worst pairing": float(deep_acc.min() - shallow_acc.max()),
+            "largest seed spread": float(max(np.ptp(shallow_acc), np.ptp(deep_acc)))}
+
+
 def gap_narrowing(shallow: tuple[Result, Result], deep: tuple[Result, Result]) -> dict:
     """How much narrower the gap to full training is at the deeper network, in points.
 

@@ -138,13 +138,15 @@ def gap_by_depth(series: dict, paper_points: dict | None = None):
     """The gap to full training (full minus BN-only test accuracy, in points) against ResNet depth,
     one line per recipe.  ``series`` maps a label to ``{depth: (bn_only, full)}`` Result pairs;
     the error bars are one standard error of each difference (the two test sets').
-    ``paper_points`` maps a label to the (depth, gap) points the paper reports, drawn as black stars."""
+    ``paper_points`` maps a label to the (depth, gap) points the paper reports, drawn as black stars.
+    The series are spread a little sideways around each depth, so that error bars do not hide each other."""
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     depths = set()
-    for label, pairs in series.items():
+    for i, (label, pairs) in enumerate(series.items()):
         points = sorted(pairs.items())
         steps = [analysis.accuracy_difference(full, bn) for _, (bn, full) in points]
-        ax.errorbar([d for d, _ in points], [s["difference"] for s in steps],
+        dodge = 1.03 ** (i - (len(series) - 1) / 2)   # a factor: the depth axis is logarithmic
+        ax.errorbar([d * dodge for d, _ in points], [s["difference"] for s in steps],
                     yerr=[s["standard error"] for s in steps], fmt="o-", capsize=3, label=label)
         depths.update(d for d, _ in points)
     for label, points in (paper_points or {}).items():

@@ -5,8 +5,8 @@
 Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set, 8
 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one after
 another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
-images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2 (two seeds
-for ResNet-14, 56, 110 and WRN-14-2), fully trained ResNet-14, 20, 32, 56 and 110); then the paper's own recipe,
+images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds,
+fully trained ResNet-14, 20, 32, 56 and 110, ResNet-14 from two seeds); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
@@ -87,6 +87,13 @@ CPU_50K = {
     # Full training one doubling deeper: the gap to BN-only narrowed at every step from ResNet-14
     # to 56 (37.3 → 27.4 points); does it keep narrowing at ResNet-110?
     "resnet110-all-50k": dict(model="resnet110", policy="all", **LONGER),
+    # Second seeds for the middle of the BN-only depth series, so that every depth from ResNet-14
+    # to 110 has two: does each step still hold once a seed can move both of its ends?
+    "resnet20-bn-50k-seed1": dict(model="resnet20", policy="bn", **LONGER, seed=1),
+    "resnet32-bn-50k-seed1": dict(model="resnet32", policy="bn", **LONGER, seed=1),
+    # ... and full training's own seed spread at ResNet-14, where the gap is widest: how far does a
+    # seed move the fully trained network on this schedule?
+    "resnet14-all-50k-seed1": dict(model="resnet14", policy="all", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of

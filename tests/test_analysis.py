@@ -107,6 +107,20 @@ def test_gap_narrowing_is_bn_gain_minus_full_gain():
     assert widening["gap narrows by"] == pytest.approx(-6.0)   # the other way round, it widens
 
 
+def test_step_across_seeds_takes_means_and_the_least_favourable_pairing():
+    shallow, deep = [fake_result("s0"), fake_result("s1")], [fake_result("d0"), fake_result("d1")]
+    for result, accuracy in zip(shallow + deep, (0.449, 0.430, 0.562, 0.553)):
+        result.test_accuracy = accuracy
+    step = analysis.step_across_seeds(shallow, deep)
+    assert step["mean step"] == pytest.approx(11.8)
+    assert step["worst pairing"] == pytest.approx(55.3 - 44.9)   # the worse deep run, the better shallow one
+    assert step["largest seed spread"] == pytest.approx(1.9)
+    deep[1].test_accuracy = 0.440   # one deep run below the better shallow run: the pairing says so
+    assert analysis.step_across_seeds(shallow, deep)["worst pairing"] == pytest.approx(-0.9)
+    with pytest.raises(ValueError, match="at least one run of each"):
+        analysis.step_across_seeds([], deep)
+
+
 def test_ablation_zeroes_small_gamma_and_restores():
     keras_model = freeze.init_batchnorm(models.build("resnet8"), "normal", seed=0)
     x = np.random.default_rng(0).normal(size=(40, 32, 32, 3)).astype("float32")
@@ -156,6 +170,10 @@ def test_gap_by_depth_draws_full_minus_bn_with_error_bars():
     assert [tick.get_text() for tick in axes.get_xticklabels()] == ["14", "56", "866"]
     assert axes.get_legend_handles_labels()[1] == ["ours", "the paper"]
     np.testing.assert_allclose(np.asarray(axes.lines[-1].get_ydata(), float), [44.0, 10.0])
+    two = plots.gap_by_depth({"a": pairs, "b": pairs}).axes[0]   # the same gaps twice: spread sideways
+    left, right = (np.asarray(bars.lines[0].get_xdata(), float) for bars in two.containers)
+    np.testing.assert_allclose(left * right, [14 ** 2, 56 ** 2])   # symmetric about each depth
+    assert (left < [14, 56]).all() and (right / left < 1.1).all()
 
 
 def test_cli_flags_that_would_be_ignored_are_errors(capsys, monkeypatch):
