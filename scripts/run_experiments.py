@@ -6,7 +6,7 @@ Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the
 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one after
 another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
 images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds,
-fully trained ResNet-14, 20, 32, 56 and 110, ResNet-14 from two seeds); then the paper's own recipe,
+fully trained ResNet-14, 20, 32, 56 and 110, ResNet-14 and 20 from two seeds); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
@@ -94,6 +94,8 @@ CPU_50K = {
     # ... and full training's own seed spread at ResNet-14, where the gap is widest: how far does a
     # seed move the fully trained network on this schedule?
     "resnet14-all-50k-seed1": dict(model="resnet14", policy="all", **LONGER, seed=1),
+    # ... and at ResNet-20: does the first step in depth narrow the gap from seed 1 too?
+    "resnet20-all-50k-seed1": dict(model="resnet20", policy="all", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
