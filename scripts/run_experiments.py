@@ -5,7 +5,7 @@
 Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the full test set, 8
 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one after
 another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
-images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds,
+images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds, and WRN-14-4,
 fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
@@ -103,6 +103,10 @@ CPU_50K = {
     # ... and at ResNet-110, the one depth where seed 0 alone says full training runs short of
     # epochs (its fit falls from ResNet-56 to 110) and where the gap is narrowest (23.2 points).
     "resnet110-all-50k-seed1": dict(model="resnet110", policy="all", **LONGER, seed=1),
+    # Width's second doubling: WRN-14-4 has 4,480 BN parameters, within 5% of ResNet-56's 4,256.
+    # Along depth the returns per doubling fell at ResNet-110; do width's fall too, and at about
+    # the same budget, do 42 more layers or four times the width buy more?
+    "wrn14-4-bn-50k": dict(model="wrn14-4", policy="bn", **LONGER),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
