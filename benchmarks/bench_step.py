@@ -15,6 +15,10 @@ Variants, per model (random 32x32x3 data, no disk access):
   taking the next batch from the pipeline counts in its step time.
 * optional ``bnlib-xla`` / ``full-xla``: (b) / (c) compiled with XLA (``jit_compile=True``), to
   measure XLA's effect in the same process (``--xla`` instead compiles every Keras variant with it).
+* optional ``bnlib-bf16`` / ``full-bf16``: (b) / (c) built under Keras' ``mixed_bfloat16`` policy
+  (bfloat16 convolutions and activations, float32 variables; bnlib's ``precision`` option), to
+  measure 16-bit compute in the same process: CPUs with AMX (Intel Xeon since Sapphire Rapids) run
+  bfloat16 convolutions in hardware.
 * optional ``torch-bn`` / ``torch-full``: the same ResNet in PyTorch (``torch_resnet.py``, eager,
   channels-last unless ``--torch-format contiguous``), BN-only and full, SGD momentum 0.9; needs a
   PyTorch CPU build (``pip install torch --index-url https://download.pytorch.org/whl/cpu``).
@@ -61,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 # TensorFlow through bnlib: its defaults (oneDNN on) apply to every variant, and the import is quiet.
-from bnlib.runtime import keras, onednn_enabled, tf  # noqa: E402
+from bnlib.runtime import bfloat16_hardware, keras, onednn_enabled, tf  # noqa: E402
 from bnlib import models as bn_models  # noqa: E402
 from bnlib.batchnorm import BatchNorm  # noqa: E402
 
@@ -73,6 +77,8 @@ LABELS = {
     "fed": "(b) fed by tf.data",
     "bnlib-xla": "(b) with XLA",
     "full-xla": "(c) with XLA",
+    "bnlib-bf16": "(b) in mixed bfloat16",
+    "full-bf16": "(c) in mixed bfloat16",
     "torch-bn": "(d) PyTorch BN-only",
     "torch-full": "(e) PyTorch full",
 }
@@ -83,6 +89,9 @@ RATIOS = [  # (column header, numerator variant, denominator variant): step-time
     ("fused-kernel effect = t(keras-vars)/t(b)", "keras-vars", "bnlib"),
     ("XLA effect on BN-only = t(b)/t(b with XLA)", "bnlib", "bnlib-xla"),
     ("XLA effect on full = t(c)/t(c with XLA)", "full", "full-xla"),
+    ("bfloat16 effect on BN-only = t(b)/t(b in bfloat16)", "bnlib", "bnlib-bf16"),
+    ("bfloat16 effect on full = t(c)/t(c in bfloat16)", "full", "full-bf16"),
+    ("BN-only / full step time in bfloat16", "bnlib-bf16", "full-bf16"),
     ("bnlib BN-only speed vs PyTorch BN-only = t(d)/t(b)", "torch-bn", "bnlib"),
     ("bnlib full speed vs PyTorch full = t(e)/t(c)", "torch-full", "full"),
     ("PyTorch BN-only / full step time = t(d)/t(e)", "torch-bn", "torch-full"),
@@ -167,14 +176,19 @@ def compile_model(model: keras.Model, xla: bool) -> keras.Model:
 
 def make_variant(name: str, variant: str, xla: bool) -> keras.Model:
     keras.utils.set_random_seed(0)
-    model = bn_models.build(name)
+    precision = "mixed_bfloat16" if variant.endswith("-bf16") else "float32"
+    keras.mixed_precision.set_global_policy(precision)  # layers take the policy they are built with
+    try:
+        model = bn_models.build(name)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     if variant == "seed":
         model = keras_bn_clone(model)
         freeze_layers_seed(model)
     elif variant == "keras-vars":
         model = keras_bn_clone(model)
         freeze_variables_bnlib(model)
-    elif variant in ("bnlib", "fed", "bnlib-xla"):
+    elif variant in ("bnlib", "fed", "bnlib-xla", "bnlib-bf16"):
         freeze_variables_bnlib(model)
     return compile_model(model, xla or variant.endswith("-xla"))
 
@@ -361,7 +375,8 @@ def machine_info(args) -> list[str]:
     gpus = tf.config.list_physical_devices("GPU")
     lines = [
         f"- machine: {cpu}; {os.cpu_count()} logical cores ({usable} usable); "
-        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}; "
+        f"bfloat16 hardware: {bfloat16_hardware()}",
         f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}, "
         f"GPUs: {len(gpus)}; intra/inter-op threads: "
         f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}/"

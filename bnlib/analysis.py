@@ -191,6 +191,7 @@ def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD
             "trainable params": result.parameters.get("trainable"),
             f"|γ|<{threshold:g}": round(fraction_below(result, threshold), 3) if result.gamma else None,
             "epochs": result.epochs_run,
+            "precision": config.get("precision", "float32"),
             "train images": data.get("train_used"),
             "data": data.get("description"),
             "device": provenance.get("device"),

@@ -47,12 +47,15 @@ def results_root() -> Path:
 
 
 def describe(results) -> str:
-    """Provenance lines for a list of results: run, accuracy, data, images, epochs, device."""
+    """Provenance lines for a list of results: run, accuracy, data, images, epochs, precision
+    where not float32, device."""
     lines = []
     for result in results:
         data = result.provenance.get("data", {})
+        precision = result.config.get("precision", "float32")
         lines.append(f"{result.label:<28} test acc {100 * result.test_accuracy:5.1f}%  | "
                      f"{data.get('description')}, {data.get('train_used')} train / "
                      f"{data.get('test_used')} test images, {result.epochs_run} epochs, "
+                     f"{'' if precision == 'float32' else precision + ', '}"
                      f"{result.provenance.get('device')}, TF {result.provenance.get('tensorflow')}")
     return "\n".join(lines)

@@ -154,7 +154,8 @@ def load(path: str | os.PathLike) -> Result:
             f"{json_path} has result format {version!r}, newer than this bnlib reads "
             f"({FORMAT_VERSION}); upgrade bnlib (pip install -U bnlib).")
     arrays = _read_arrays(folder / ARRAYS_FILE, record) if (folder / ARRAYS_FILE).is_file() else {}
-    return Result(config=record["config"], history=record["history"],
+    from .config import upgrade as upgrade_config  # here, like provenance's: this module imports alone
+    return Result(config=upgrade_config(record["config"]), history=record["history"],
                   test_accuracy=record["test_accuracy"], test_loss=record["test_loss"],
                   parameters=record["parameters"], provenance=record["provenance"],
                   path=str(folder), **arrays)
@@ -195,7 +196,7 @@ def load_all(root: str | os.PathLike) -> list[Result]:
 
 def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:
     """Versions, hardware and data of a run."""
-    from .runtime import keras, tf
+    from .runtime import bfloat16_hardware, keras, tf
 
     from . import __version__
 
@@ -206,6 +207,7 @@ def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:
         "python": platform.python_version(),
         "device": device,
         "cpu": _cpu_name(),
+        "cpu_bfloat16": bfloat16_hardware(),
         "cpu_count": os.cpu_count(),
         "host": platform.node(),
         "source": SOURCE_AT_IMPORT,

@@ -95,6 +95,19 @@ def describe_device() -> str:
     return f"CPU ({os.cpu_count()} cores, oneDNN {'on' if onednn_enabled() else 'off'})"
 
 
+def bfloat16_hardware() -> str:
+    """What the CPU offers for bfloat16 arithmetic: ``AMX`` (matrix units, Intel Xeon since
+    Sapphire Rapids: a mixed-bfloat16 step ran 1.6-1.85x faster there), ``AVX-512 BF16`` (conversions
+    and dot products only), or ``none`` (emulated: slower than float32)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((set(line.split(":", 1)[1].split()) for line in handle
+                          if line.startswith("flags")), set())
+    except OSError:
+        flags = set()
+    return "AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else "none"
+
+
 # TensorFlow exports enable_op_determinism but neither its query nor its inverse.
 def op_determinism_enabled() -> bool:
     _import_tensorflow_quietly()

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import data as data_module
 from . import freeze, models, optimizers, results, runtime
-from .config import RunConfig
+from .config import RunConfig, upgrade
 from .runtime import keras, tf
 
 BACKUP = "backup"
@@ -272,7 +272,7 @@ def _prepare_output(config: RunConfig, overwrite: bool, write: bool = True) -> P
     run_file = folder / RUN_FILE
     wanted = config.to_dict()
     if run_file.is_file():
-        existing = json.loads(run_file.read_text())
+        existing = upgrade(json.loads(run_file.read_text()))  # a folder of an earlier bnlib
         changed = sorted(k for k in set(existing) | set(wanted)
                          if not _same_setting(k, existing.get(k), wanted.get(k)))
         if changed and not overwrite:
@@ -353,7 +353,7 @@ def configure_runtime(config: RunConfig) -> None:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(config.precision)
 
 
 @contextlib.contextmanager

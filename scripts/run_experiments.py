@@ -11,7 +11,8 @@ shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step d
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
 ResNet-14 at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
-ResNet-866 in results/cpu-deep/; then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond:
+ResNet-866 in results/cpu-deep/; then two of the longer runs in mixed bfloat16 in
+results/cpu-bf16/; then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond:
 BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the `cpu` profile. Each
 run checkpoints every epoch into its folder: re-running the command after an interruption resumes
 the unfinished run and skips the finished ones. On this project's 2-core machines the data is the
@@ -159,10 +160,18 @@ CPU_DEEP = {
     "resnet866-bn-sgd-start": dict(model="resnet866", policy="bn", **DEEP_START),
     "resnet866-bn-sgd-start-gamma-ones": dict(model="resnet866", policy="bn", gamma_init="ones", **DEEP_START),
 }
+# 16-bit compute on a CPU: the Intel Xeons this project ran on have AMX, matrix units for bfloat16,
+# and benchmarks/bench_step.py times a training step 1.6-1.85x faster in mixed bfloat16.  Does a whole
+# run go that much faster, and does it reach the same accuracy?  Seed 1 twins of ResNet-20 BN-only
+# and fully trained on the longer schedule (their float32 runs ran on the same kind of machine).
+CPU_BF16 = {
+    "resnet20-bn-50k-seed1-bf16": dict(model="resnet20", policy="bn", **LONGER, seed=1, precision="mixed_bfloat16"),
+    "resnet20-all-50k-seed1-bf16": dict(model="resnet20", policy="all", **LONGER, seed=1, precision="mixed_bfloat16"),
+}
 # results/<folder>/<name>: every single-run experiment, in the order they run.
 EXPERIMENTS = {name: (folder, overrides)
                for folder, group in (("cpu", CPU), ("cpu-50k", CPU_50K), ("cpu-sgd", CPU_SGD),
-                                     ("cpu-deep", CPU_DEEP))
+                                     ("cpu-deep", CPU_DEEP), ("cpu-bf16", CPU_BF16))
                for name, overrides in group.items()}
 # Chapter 6's questions (bnlib.beyond), answered in the `cpu` profile with a ResNet-14, twice
 # (seeds 0 and 1: initialisation, data order, augmentation): each experiment is several runs, saved
@@ -178,7 +187,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only these experiments")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--root", default=str(ROOT),
-                        help="folder for cpu/, cpu-50k/, cpu-sgd/, cpu-deep/ and cpu-beyond/ (default: the repository's results/)")
+                        help="folder for cpu/, cpu-50k/, cpu-sgd/, cpu-deep/, cpu-bf16/ and cpu-beyond/ (default: the repository's results/)")
     parser.add_argument("--work", default=str(ROOT.parent / ".cache" / "beyond"),
                         help="scratch folder for the transfer experiment's class-split archives and "
                              "source weights, kept out of the results (default: .cache/beyond)")

@@ -55,7 +55,7 @@ def test_comparison_table_cites_the_paper():
     table = analysis.comparison_table([fake_result(), fake_result("full", policy="all")])
     assert table.loc["resnet8 bn", "test acc %"] == 35.0
     assert table.loc["resnet8 bn", "paper acc % (full CIFAR-10, 160 ep.)"] == "≈48"
-    assert table.loc["full", "data"] == "toy"
+    assert table.loc["full", "data"] == "toy" and table.loc["full", "precision"] == "float32"
     five_way = fake_result("five classes")
     five_way.output = {"kernel": np.zeros((64, 5)), "bias": np.zeros(5)}
     cifar100 = fake_result("cifar100")

@@ -26,6 +26,16 @@ def test_bench_step_prints_the_table_and_ratios(capsys):
     assert "Peak RSS" in out and "pipeline / training" in out and "One BN layer" in out
 
 
+def test_bench_step_times_bfloat16_variants(capsys):
+    bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
+                     "--no-pipeline", "--variants", "bnlib,bnlib-bf16,full-bf16"])
+    out = capsys.readouterr().out
+    assert "| resnet8 | (b) in mixed bfloat16 |" in out and "| resnet8 | (c) in mixed bfloat16 |" in out
+    assert "bfloat16 effect on BN-only" in out and "BN-only / full step time in bfloat16" in out
+    assert "bfloat16 effect on full" not in out      # (c) in float32 did not run
+    assert bench_step.keras.mixed_precision.global_policy().name == "float32"   # put back
+
+
 def test_bench_step_leaves_out_the_ratio_table_without_a_pair(capsys):
     bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
                      "--no-pipeline", "--variants", "bnlib"])

@@ -105,7 +105,7 @@ def test_building_leaves_process_wide_settings_as_they_were(tiny_npz):
     like it puts op determinism and the precision policy back: a later run must not inherit them."""
     from tensorflow.python.framework import config as tf_config
 
-    model = beyond.build(tiny_config(tiny_npz, deterministic=True, mixed_precision=True), 10)
+    model = beyond.build(tiny_config(tiny_npz, deterministic=True, precision="mixed_float16"), 10)
     assert freeze.conv_layers(model)[0].compute_dtype == "float16"   # built as configured ...
     assert not tf_config.is_op_determinism_enabled()                  # ... settings put back
     assert keras.mixed_precision.global_policy().name == "float32"

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from bnlib.config import PRESETS, RunConfig
+from bnlib.config import PRESETS, RunConfig, upgrade
 
 
 def test_paper_preset_is_the_papers_schedule():
@@ -55,6 +55,8 @@ def test_defaults_are_the_official_code():
     (dict(seed=-1), "seed must be a non-negative integer"),
     (dict(augment="yes"), "augment must be True or False"),
     (dict(clipnorm=0), "clipnorm must be positive"),
+    (dict(precision="mixed_bfloat"), "did you mean 'mixed_bfloat16'"),
+    (dict(precision=True), "Unknown precision True"),
 ])
 def test_invalid_values_fail_at_once_on_one_line(overrides, fragment):
     with pytest.raises(ValueError, match=fragment) as error:
@@ -84,3 +86,15 @@ def test_round_trip():
     config = RunConfig.preset("cpu", model="wrn14-2", lr_milestones=[3, 5])
     assert RunConfig.from_dict({**config.to_dict(), "lr_milestones": tuple(config.lr_milestones)}) == config
     assert config.replace(seed=3).seed == 3 and config.label == "wrn14-2 bn"
+
+
+def test_configs_of_earlier_versions_load_translated():
+    """Result files and run folders written before ``precision`` replaced the boolean
+    ``mixed_precision`` still load, as the same setting, and nothing else is renamed."""
+    old = {**RunConfig().to_dict(), "mixed_precision": True}
+    del old["precision"]
+    assert RunConfig.from_dict(old).precision == "mixed_float16"
+    assert RunConfig.from_dict({**old, "mixed_precision": False}).precision == "float32"
+    assert upgrade({"epochs": 3}) == {"epochs": 3}
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        RunConfig.from_dict({"mixed_precision": False, "epoch": 3})

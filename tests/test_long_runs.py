@@ -444,6 +444,24 @@ def test_a_run_folder_may_move_with_its_data_file(tmp_path):
             train_module._prepare_output(other, overwrite=False)
 
 
+def test_a_run_folder_of_an_earlier_bnlib_resumes(tmp_path):
+    """A folder written before ``precision`` replaced ``mixed_precision`` (every committed result's
+    folder) is the same run as the translated setting, and another run for any other precision;
+    its result loads with the new field too."""
+    config = RunConfig(model="resnet8", output_dir=str(tmp_path))
+    old = {k: v for k, v in config.to_dict().items() if k != "precision"}
+    (tmp_path / train_module.RUN_FILE).write_text(json.dumps({**old, "mixed_precision": False}))
+    assert train_module._prepare_output(config, overwrite=False) == tmp_path
+    (tmp_path / train_module.RUN_FILE).write_text(json.dumps({**old, "mixed_precision": False}))
+    with pytest.raises(RunConflictError, match="differs in precision"):
+        train_module._prepare_output(config.replace(precision="mixed_bfloat16"), overwrite=False)
+    saved = layered_result()
+    saved.config = {k: v for k, v in saved.config.items() if k != "precision"} | {"mixed_precision": True}
+    saved.save(tmp_path)
+    loaded = results.load(tmp_path)
+    assert loaded.config["precision"] == "mixed_float16" and "mixed_precision" not in loaded.config
+
+
 class HalfWritten:
     """A file handle that dies after writing half of what it is first given."""
 

@@ -88,3 +88,39 @@ def test_tensorflow_is_imported_only_through_runtime():
                  for path in sorted(Path(bnlib.__file__).parent.glob("*.py")) if path.name != "runtime.py"}
     assert not {name: lines for name, lines in offenders.items() if lines}
     assert pattern.search("def f():\n    import keras\n") and pattern.search("from tensorflow import nn")  # it can fail
+
+
+def test_bfloat16_hardware_reads_the_cpu_flags(monkeypatch, tmp_path):
+    """AMX, AVX-512 BF16 or none, from /proc/cpuinfo's flags; none where there is no such file."""
+    import builtins
+
+    from bnlib import runtime
+
+    real_open = builtins.open
+    for flags, expected in (("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+                            ("fpu avx512f avx512_bf16", "AVX-512 BF16"), ("fpu avx2", "none")):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
+            cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
+        assert runtime.bfloat16_hardware() == expected
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
+        tmp_path / "missing" if path == "/proc/cpuinfo" else path, *a, **k))
+    assert runtime.bfloat16_hardware() == "none"
+
+
+def test_describe_labels_each_result_with_its_data_epochs_precision_and_device():
+    from bnlib import notebook
+    from bnlib.config import RunConfig
+    from bnlib.results import Result
+
+    def result(precision):
+        return Result(config=RunConfig(model="resnet20", precision=precision).to_dict(),
+                      history={"loss": [2.0, 1.5]}, test_accuracy=0.5, test_loss=1.0, parameters={},
+                      provenance={"data": {"description": "CIFAR-10 test copy", "train_used": 100,
+                                           "test_used": 10}, "device": "CPU (2 cores, oneDNN on)",
+                                  "tensorflow": "2.21.0"})
+
+    plain, fast = notebook.describe([result("float32"), result("mixed_bfloat16")]).splitlines()
+    assert "50.0%" in plain and "CIFAR-10 test copy, 100 train / 10 test images, 2 epochs, CPU (2 cores" in plain
+    assert "float32" not in plain and "2 epochs, mixed_bfloat16, CPU (2 cores" in fast
