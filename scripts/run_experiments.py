@@ -11,7 +11,7 @@ shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step d
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
 ResNet-14 at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
-ResNet-866 in results/cpu-deep/; then two of the longer runs in mixed bfloat16 in
+ResNet-866 in results/cpu-deep/; then four of the longer runs in mixed bfloat16 in
 results/cpu-bf16/; then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond:
 BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the `cpu` profile. Each
 run checkpoints every epoch into its folder: re-running the command after an interruption resumes
@@ -162,9 +162,11 @@ CPU_DEEP = {
 }
 # 16-bit compute on a CPU: the Intel Xeons this project ran on have AMX, matrix units for bfloat16,
 # and benchmarks/bench_step.py times a training step 1.6-1.85x faster in mixed bfloat16.  Does a whole
-# run go that much faster, and does it reach the same accuracy?  Seed 1 twins of ResNet-20 BN-only
-# and fully trained on the longer schedule (their float32 runs ran on the same kind of machine).
+# run go that much faster, and does it reach the same accuracy?  Twins of ResNet-20 BN-only and fully
+# trained on the longer schedule, from both seeds (their float32 runs ran on the same kind of machine).
 CPU_BF16 = {
+    "resnet20-bn-50k-bf16": dict(model="resnet20", policy="bn", **LONGER, precision="mixed_bfloat16"),
+    "resnet20-all-50k-bf16": dict(model="resnet20", policy="all", **LONGER, precision="mixed_bfloat16"),
     "resnet20-bn-50k-seed1-bf16": dict(model="resnet20", policy="bn", **LONGER, seed=1, precision="mixed_bfloat16"),
     "resnet20-all-50k-seed1-bf16": dict(model="resnet20", policy="all", **LONGER, seed=1, precision="mixed_bfloat16"),
 }
