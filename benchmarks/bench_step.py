@@ -19,6 +19,8 @@ Variants, per model (random 32x32x3 data, no disk access):
   (bfloat16 convolutions and activations, float32 variables; bnlib's ``precision`` option), to
   measure 16-bit compute in the same process: CPUs with AMX (Intel Xeon since Sapphire Rapids) run
   bfloat16 convolutions in hardware.
+* optional ``bnlib-fp16`` / ``full-fp16``: the same under ``mixed_float16`` (float16 compute, the
+  GPU setting; Keras adds loss scaling), to see what it costs or gains on a CPU.
 * optional ``torch-bn`` / ``torch-full``: the same ResNet in PyTorch (``torch_resnet.py``, eager,
   channels-last unless ``--torch-format contiguous``), BN-only and full, SGD momentum 0.9; needs a
   PyTorch CPU build (``pip install torch --index-url https://download.pytorch.org/whl/cpu``).
@@ -79,10 +81,13 @@ LABELS = {
     "full-xla": "(c) with XLA",
     "bnlib-bf16": "(b) in mixed bfloat16",
     "full-bf16": "(c) in mixed bfloat16",
+    "bnlib-fp16": "(b) in mixed float16",
+    "full-fp16": "(c) in mixed float16",
     "torch-bn": "(d) PyTorch BN-only",
     "torch-full": "(e) PyTorch full",
 }
 TORCH_VARIANTS = {"torch-bn": "bn", "torch-full": "all"}
+PRECISIONS = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # variant suffix -> Keras policy
 RATIOS = [  # (column header, numerator variant, denominator variant): step-time ratios
     ("bnlib BN-only speed-up over seed article = t(a)/t(b)", "seed", "bnlib"),
     ("BN-only / full step time = t(b)/t(c)", "bnlib", "full"),
@@ -92,6 +97,8 @@ RATIOS = [  # (column header, numerator variant, denominator variant): step-time
     ("bfloat16 effect on BN-only = t(b)/t(b in bfloat16)", "bnlib", "bnlib-bf16"),
     ("bfloat16 effect on full = t(c)/t(c in bfloat16)", "full", "full-bf16"),
     ("BN-only / full step time in bfloat16", "bnlib-bf16", "full-bf16"),
+    ("float16 effect on BN-only = t(b)/t(b in float16)", "bnlib", "bnlib-fp16"),
+    ("float16 effect on full = t(c)/t(c in float16)", "full", "full-fp16"),
     ("bnlib BN-only speed vs PyTorch BN-only = t(d)/t(b)", "torch-bn", "bnlib"),
     ("bnlib full speed vs PyTorch full = t(e)/t(c)", "torch-full", "full"),
     ("PyTorch BN-only / full step time = t(d)/t(e)", "torch-bn", "torch-full"),
@@ -176,7 +183,7 @@ def compile_model(model: keras.Model, xla: bool) -> keras.Model:
 
 def make_variant(name: str, variant: str, xla: bool) -> keras.Model:
     keras.utils.set_random_seed(0)
-    precision = "mixed_bfloat16" if variant.endswith("-bf16") else "float32"
+    precision = PRECISIONS.get(variant.rsplit("-", 1)[-1], "float32")
     keras.mixed_precision.set_global_policy(precision)  # layers take the policy they are built with
     try:
         model = bn_models.build(name)
@@ -188,7 +195,7 @@ def make_variant(name: str, variant: str, xla: bool) -> keras.Model:
     elif variant == "keras-vars":
         model = keras_bn_clone(model)
         freeze_variables_bnlib(model)
-    elif variant in ("bnlib", "fed", "bnlib-xla", "bnlib-bf16"):
+    elif variant in ("bnlib", "fed", "bnlib-xla", "bnlib-bf16", "bnlib-fp16"):
         freeze_variables_bnlib(model)
     return compile_model(model, xla or variant.endswith("-xla"))
 

@@ -51,7 +51,7 @@ FIELD_HELP = {
     "batch_size": "images per step (global, across devices)",
     "seed": "seed for initialisation, data order and augmentation",
     "deterministic": "bit-reproducible on CPU (TensorFlow op determinism; slower)",
-    "precision": "float32; mixed_bfloat16 (CPUs with AMX, TPUs, recent GPUs: steps 1.6-1.85x faster on the book's Xeons); mixed_float16 (GPUs)",
+    "precision": "float32; mixed_bfloat16 (CPUs with AMX, TPUs, recent GPUs: steps 1.6-1.85x faster on the book's Xeons); mixed_float16 (GPUs; very slow on CPUs)",
     "xla": "compile with XLA (for GPUs; 1.5-2.2x slower on the book's CPUs)",
     "strategy": "default, auto (TPU, else all GPUs, else one device), mirrored, multiworker (TF_CONFIG), tpu",
     "output_dir": "folder for checkpoints and the result; re-running resumes",

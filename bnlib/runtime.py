@@ -98,7 +98,7 @@ def describe_device() -> str:
 def bfloat16_hardware() -> str:
     """What the CPU offers for bfloat16 arithmetic: ``AMX`` (matrix units, Intel Xeon since
     Sapphire Rapids: a mixed-bfloat16 step ran 1.6-1.85x faster there), ``AVX-512 BF16`` (conversions
-    and dot products only), or ``none`` (emulated: slower than float32)."""
+    and dot products only), or ``none`` (bfloat16 is emulated in software)."""
     try:
         with open("/proc/cpuinfo") as handle:
             flags = next((set(line.split(":", 1)[1].split()) for line in handle

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib import analysis, freeze, results
+from bnlib import analysis, freeze, results, runtime
 from bnlib import training as train_module  # the module; `bnlib.train` is its train function
 from bnlib.config import RunConfig
+from bnlib.runtime import tf
 from bnlib.training import build_model, configure_runtime, learning_rate
 
 
@@ -86,6 +87,24 @@ def test_step_decays_past_the_last_epoch_are_reported():
         warnings.simplefilter("error")
         train_module._warn_about_unused_milestones(RunConfig.preset("paper"))
         train_module._warn_about_unused_milestones(short.replace(schedule="cosine"))
+
+
+def test_16_bit_compute_on_a_cpu_is_reported(monkeypatch):
+    """mixed_float16 crawls on CPUs, mixed_bfloat16 is emulated on those without bfloat16 units:
+    train() warns before it starts; float32, and bfloat16 on a CPU with AMX, pass silently."""
+    assert not tf.config.list_physical_devices("GPU"), "this test describes a CPU-only machine"
+    with pytest.warns(UserWarning, match=r"precision='mixed_float16' is very slow on CPUs.*use "
+                                         r"precision='float32', or 'mixed_bfloat16' on a CPU with AMX"):
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_float16"))
+    monkeypatch.setattr(train_module.runtime, "bfloat16_hardware", lambda: "none")
+    with pytest.warns(UserWarning, match=r"no bfloat16 hardware.*use precision='float32' here"):
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_bfloat16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_module._warn_about_slow_precision(RunConfig())
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_float16", strategy="tpu"))
+        monkeypatch.setattr(train_module.runtime, "bfloat16_hardware", lambda: "AMX")
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_bfloat16"))
 
 
 def test_a_network_passed_on_trains_every_epoch_and_is_marked(tiny_npz):
@@ -173,7 +192,11 @@ def test_mixed_precision_and_xla_train_end_to_end(tiny_npz, precision):
     kernels, float32 γ/β, losses close to a float32 run without XLA, the global policy put back."""
     base = RunConfig(model="resnet8", epochs=2, batch_size=20, learning_rate=0.2, augment=False,
                      data_path=str(tiny_npz))
-    fast = bnlib.train(base.replace(precision=precision, xla=True), verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = bnlib.train(base.replace(precision=precision, xla=True), verbose=0)
+    emulated = precision == "mixed_float16" or runtime.bfloat16_hardware() == "none"
+    assert any("precision='mixed_" in str(w.message) for w in caught) == emulated  # this CPU: warned?
     assert keras.mixed_precision.global_policy().name == "float32"
     assert fast.model.jit_compile is True and fast.config["precision"] == precision
     assert freeze.conv_layers(fast.model)[0].compute_dtype == precision.removeprefix("mixed_")
