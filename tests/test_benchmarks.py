@@ -36,6 +36,17 @@ def test_bench_step_times_bfloat16_variants(capsys):
     assert bench_step.keras.mixed_precision.global_policy().name == "float32"   # put back
 
 
+def test_bench_step_times_float16_variants(capsys):
+    bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
+                     "--no-pipeline", "--variants", "bnlib,bnlib-fp16,full-fp16"])
+    out = capsys.readouterr().out
+    assert "| resnet8 | (b) in mixed float16 |" in out and "| resnet8 | (c) in mixed float16 |" in out
+    assert "float16 effect on BN-only" in out and "bfloat16" not in out.split("Ratios")[1]
+    model = bench_step.make_variant("resnet8", "bnlib-fp16", xla=False)
+    assert model.layers[1].compute_dtype == "float16" and model.optimizer.__class__.__name__ == "LossScaleOptimizer"
+    assert bench_step.keras.mixed_precision.global_policy().name == "float32"   # put back
+
+
 def test_bench_step_leaves_out_the_ratio_table_without_a_pair(capsys):
     bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
                      "--no-pipeline", "--variants", "bnlib"])
