@@ -385,7 +385,6 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
     (``result.model is None``); ``analysis.rebuild_model`` re-creates BN-only networks.
     """
     _warn_about_unused_milestones(config)
-    _warn_about_slow_precision(config)
     started = time.perf_counter()
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.  Only the chief writes
     # the output folder; the other workers read it (to resume) and follow the chief's decisions.
@@ -414,24 +413,27 @@ def _warn_about_unused_milestones(config: RunConfig) -> None:
                       "unless you mean to run only the start of a longer schedule.", stacklevel=3)
 
 
-def _warn_about_slow_precision(config: RunConfig) -> None:
-    """16-bit compute pays only on hardware built for it: say so when a CPU would run it instead."""
-    if config.precision == "float32" or config.strategy == "tpu" or tf.config.list_physical_devices("GPU"):
+def _warn_about_slow_precision(config: RunConfig, strategy) -> None:
+    """16-bit compute pays only on hardware built for it: say so when a CPU would run it instead
+    (not a GPU, nor a TPU, which ``strategy="auto"`` finds only when it makes the strategy)."""
+    if (config.precision == "float32" or isinstance(strategy, tf.distribute.TPUStrategy)
+            or tf.config.list_physical_devices("GPU")):
         return
     if config.precision == "mixed_float16":
         warnings.warn(f"{config.label}: precision='mixed_float16' is very slow on CPUs (a fully trained "
                       "ResNet-20 step ran about 250x slower than in float32 on the book's Xeon); use "
-                      "precision='float32', or 'mixed_bfloat16' on a CPU with AMX.", stacklevel=3)
+                      "precision='float32', or 'mixed_bfloat16' on a CPU with AMX.", stacklevel=4)
     elif runtime.bfloat16_hardware() == "none":
         warnings.warn(f"{config.label}: this CPU has no bfloat16 hardware (AMX or AVX-512 BF16), so "
                       "precision='mixed_bfloat16' runs emulated; it pays on CPUs with AMX: use "
-                      "precision='float32' here.", stacklevel=3)
+                      "precision='float32' here.", stacklevel=4)
 
 
 def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
            model=None) -> results.Result:
     splits = data_module.prepare(config)
     strategy = strategy or make_strategy(config.strategy)
+    _warn_about_slow_precision(config, strategy)
     # A network passed in counts as the seed's own only while it is untrained and built for this
     # configuration; otherwise its result records that it started elsewhere.
     given_model = (model is not None

@@ -93,18 +93,18 @@ def test_16_bit_compute_on_a_cpu_is_reported(monkeypatch):
     """mixed_float16 crawls on CPUs, mixed_bfloat16 is emulated on those without bfloat16 units:
     train() warns before it starts; float32, and bfloat16 on a CPU with AMX, pass silently."""
     assert not tf.config.list_physical_devices("GPU"), "this test describes a CPU-only machine"
+    one_device = tf.distribute.get_strategy()
     with pytest.warns(UserWarning, match=r"precision='mixed_float16' is very slow on CPUs.*use "
                                          r"precision='float32', or 'mixed_bfloat16' on a CPU with AMX"):
-        train_module._warn_about_slow_precision(RunConfig(precision="mixed_float16"))
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_float16"), one_device)
     monkeypatch.setattr(train_module.runtime, "bfloat16_hardware", lambda: "none")
     with pytest.warns(UserWarning, match=r"no bfloat16 hardware.*use precision='float32' here"):
-        train_module._warn_about_slow_precision(RunConfig(precision="mixed_bfloat16"))
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_bfloat16"), one_device)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train_module._warn_about_slow_precision(RunConfig())
-        train_module._warn_about_slow_precision(RunConfig(precision="mixed_float16", strategy="tpu"))
+        train_module._warn_about_slow_precision(RunConfig(), one_device)
         monkeypatch.setattr(train_module.runtime, "bfloat16_hardware", lambda: "AMX")
-        train_module._warn_about_slow_precision(RunConfig(precision="mixed_bfloat16"))
+        train_module._warn_about_slow_precision(RunConfig(precision="mixed_bfloat16"), one_device)
 
 
 def test_a_network_passed_on_trains_every_epoch_and_is_marked(tiny_npz):
