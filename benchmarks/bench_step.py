@@ -181,6 +181,11 @@ def compile_model(model: keras.Model, xla: bool) -> keras.Model:
     return model
 
 
+def ratio_text(ratio: float) -> str:
+    """``0.78x``; a ratio under 0.1 with two significant digits (``0.004x``), never ``0.00x``."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
 def make_variant(name: str, variant: str, xla: bool) -> keras.Model:
     keras.utils.set_random_seed(0)
     precision = PRECISIONS.get(variant.rsplit("-", 1)[-1], "float32")
@@ -474,7 +479,7 @@ def main(argv=None) -> int:
                 "|---|" + "---:|" * len(columns)]
         for name in args.models:
             cells = [ratio(name, num, den) for _, num, den in columns]
-            out.append(f"| {name} | " + " | ".join("n/a" if c is None else f"{c:.2f}x" for c in cells) + " |")
+            out.append(f"| {name} | " + " | ".join("n/a" if c is None else ratio_text(c) for c in cells) + " |")
 
     if pipe_stats:
         out += ["", f"Input pipeline (tf.data over {args.pipeline_images:,} random uint8 images: normalise, "

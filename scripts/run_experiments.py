@@ -163,7 +163,8 @@ CPU_DEEP = {
 # 16-bit compute on a CPU: the Intel Xeons this project ran on have AMX, matrix units for bfloat16,
 # and benchmarks/bench_step.py times a training step 1.6-1.85x faster in mixed bfloat16.  Does a whole
 # run go that much faster, and does it reach the same accuracy?  Twins of ResNet-20 BN-only and fully
-# trained on the longer schedule, from both seeds (their float32 runs ran on the same kind of machine).
+# trained on the longer schedule, from both seeds (their float32 twins of seed 1 ran on the same Xeon
+# model, those of seed 0 on the AMD EPYC machines, so only seed 1's epoch times compare, and loosely).
 CPU_BF16 = {
     "resnet20-bn-50k-bf16": dict(model="resnet20", policy="bn", **LONGER, precision="mixed_bfloat16"),
     "resnet20-all-50k-bf16": dict(model="resnet20", policy="all", **LONGER, precision="mixed_bfloat16"),

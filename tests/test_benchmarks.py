@@ -47,6 +47,10 @@ def test_bench_step_times_float16_variants(capsys):
     assert bench_step.keras.mixed_precision.global_policy().name == "float32"   # put back
 
 
+def test_small_ratios_keep_their_digits():
+    assert [bench_step.ratio_text(r) for r in (1.834, 0.55, 0.003973)] == ["1.83x", "0.55x", "0.004x"]
+
+
 def test_bench_step_leaves_out_the_ratio_table_without_a_pair(capsys):
     bench_step.main(["--models", "resnet8", "--rounds", "1", "--steps", "1", "--batch", "8",
                      "--no-pipeline", "--variants", "bnlib"])
