@@ -112,6 +112,10 @@ CPU_50K = {
     # 0.9 points and its lead over ResNet-14 by 2.9, so one seed cannot say whether width's return
     # holds from WRN-14-2 to 4 nor how WRN-14-4 ranks against ResNet-56 at about the same budget.
     "wrn14-4-bn-50k-seed1": dict(model="wrn14-4", policy="bn", **LONGER, seed=1),
+    # Does BN-only training need the residual connections?  VGG-11 with BatchNorm (the official
+    # code's VGG), no skip connections, 5,504 BN parameters, between ResNet-56's 4,256 and
+    # ResNet-110's 8,288; trained BN-only and fully on the same recipe (chapter 6).
+    "vgg11-bn-50k": dict(model="vgg11", policy="bn", **LONGER),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
