@@ -116,6 +116,7 @@ CPU_50K = {
     # code's VGG), no skip connections, 5,504 BN parameters, between ResNet-56's 4,256 and
     # ResNet-110's 8,288; trained BN-only and fully on the same recipe (chapter 6).
     "vgg11-bn-50k": dict(model="vgg11", policy="bn", **LONGER),
+    "vgg11-all-50k": dict(model="vgg11", policy="all", **LONGER),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
