@@ -6,7 +6,8 @@ Runs the `cpu` profile (bnlib.config.PRESETS["cpu"]: 10,000 training images, the
 epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of results/cpu/, one after
 another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
 images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds, and WRN-14-4
-from two seeds too; fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too); then the paper's own recipe,
+from two seeds too; fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too; VGG-11,
+without skip connections, BN-only and fully trained); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
