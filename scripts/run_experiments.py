@@ -115,7 +115,7 @@ CPU_50K = {
     "wrn14-4-bn-50k-seed1": dict(model="wrn14-4", policy="bn", **LONGER, seed=1),
     # Does BN-only training need the residual connections?  VGG-11 with BatchNorm (the official
     # code's VGG), no skip connections, 5,504 BN parameters, between ResNet-56's 4,256 and
-    # ResNet-110's 8,288; trained BN-only and fully on the same recipe (chapter 6).
+    # ResNet-110's 8,288; trained BN-only and fully on the same recipe (chapter 5).
     "vgg11-bn-50k": dict(model="vgg11", policy="bn", **LONGER),
     "vgg11-all-50k": dict(model="vgg11", policy="all", **LONGER),
 }
