@@ -7,7 +7,7 @@ epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of resul
 another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
 images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds, and WRN-14-4
 from two seeds too; fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too; VGG-11,
-without skip connections, BN-only and fully trained); then the paper's own recipe,
+without skip connections, BN-only and fully trained from two seeds too); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
@@ -113,9 +113,10 @@ CPU_50K = {
     # 0.9 points and its lead over ResNet-14 by 2.9, so one seed cannot say whether width's return
     # holds from WRN-14-2 to 4 nor how WRN-14-4 ranks against ResNet-56 at about the same budget.
     "wrn14-4-bn-50k-seed1": dict(model="wrn14-4", policy="bn", **LONGER, seed=1),
-    # Does BN-only training need the residual connections?  VGG-11 with BatchNorm (the official
+    # How does a network without skip connections compare?  VGG-11 with BatchNorm (the official
     # code's VGG), no skip connections, 5,504 BN parameters, between ResNet-56's 4,256 and
-    # ResNet-110's 8,288; trained BN-only and fully on the same recipe (chapter 5).
+    # ResNet-110's 8,288; it differs in depth, width and pooling too, so this compares
+    # architectures.  Trained BN-only and fully on the same recipe (chapter 5).
     "vgg11-bn-50k": dict(model="vgg11", policy="bn", **LONGER),
     "vgg11-all-50k": dict(model="vgg11", policy="all", **LONGER),
     # ... and from seed 1, as every ResNet and WRN on this schedule: seed 0's BN-only shortfall
