@@ -7,7 +7,8 @@ epochs, Adam 0.01 with cosine decay, augmentation) for every experiment of resul
 another, in the order of importance; then the longer runs of results/cpu-50k/ (all 50,000 training
 images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WRN-14-2, each from two seeds, and WRN-14-4
 from two seeds too; fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too; VGG-11,
-without skip connections, BN-only and fully trained from two seeds too); then the paper's own recipe,
+without skip connections, BN-only and fully trained from two seeds too; and ResNet-20 with the
+paper's random control and with γ or β alone, from seed 0); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
@@ -127,6 +128,11 @@ CPU_50K = {
     # weights per channel trained instead of γ and β (as many parameters, spread over the kernels).
     # After 8 short epochs BN-only led the control by 16 points; does that hold with 9.3x the steps?
     "resnet20-random-50k": dict(model="resnet20", policy="random", **LONGER),
+    # ... and γ and β apart, each half of BN's budget: which of the two does the work?  γ alone
+    # can rescale a feature, flip it and scale it away, but every ReLU then cuts at zero; β alone
+    # can move the cut but not rescale, and the features keep their random initial γ.
+    "resnet20-gamma-50k": dict(model="resnet20", policy="gamma", **LONGER),
+    "resnet20-beta-50k": dict(model="resnet20", policy="beta", **LONGER),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
