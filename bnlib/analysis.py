@@ -115,6 +115,38 @@ def ablate_small_gamma(model, x, y, threshold: float = DEFAULT_THRESHOLD, batch_
             layer.gamma.assign(gamma)
 
 
+def relu_activity(model, x, batch_size: int = 500) -> dict[str, np.ndarray]:
+    """How often each channel is on: for every ReLU fed directly by a BatchNorm layer, the fraction
+    of positions (images x pixels) where the channel's output is positive, per channel, on the
+    normalised images ``x`` in inference mode.  Keyed by the BN layer's name, so that it lines up
+    with a result's γ and β.  ReLUs after a residual addition are left out: their input is the sum
+    of two BN outputs, so neither BN's γ and β alone decides where it cuts.
+    """
+    from . import freeze
+    from .runtime import keras
+
+    fed = {}
+    for layer in model.layers:
+        relu = isinstance(layer, keras.layers.ReLU) or (
+            isinstance(layer, keras.layers.Activation) and getattr(layer.activation, "__name__", "") == "relu")
+        source = layer.input._keras_history.operation if relu and not isinstance(layer.input, list) else None
+        if source is not None and source in freeze.batchnorm_layers(model):
+            fed[source.name] = layer.output
+    if not fed:
+        raise ValueError(f"{model.name} has no ReLU fed directly by a BatchNorm layer; "
+                         "relu_activity measures those (CIFAR ResNets, VGG and Keras ResNets have them).")
+    probe = keras.Model(model.input, list(fed.values()))
+    positive = {name: 0 for name in fed}
+    positions = {name: 0 for name in fed}
+    for i in range(0, len(x), batch_size):
+        # Eager calls, as in ablate_small_gamma: no retracing per model.
+        for name, out in zip(fed, probe(x[i:i + batch_size], training=False)):
+            out = keras.ops.convert_to_numpy(out).reshape(-1, out.shape[-1])
+            positive[name] = positive[name] + (out > 0).sum(axis=0)
+            positions[name] += len(out)
+    return {name: positive[name] / positions[name] for name in fed}
+
+
 def standard_error(result: Result) -> float:
     """The standard error of a result's test accuracy from the test-set size alone,
     √(p(1 − p)/n): how much the accuracy would move on another test set of the same size.

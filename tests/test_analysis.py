@@ -11,6 +11,7 @@ import bnlib
 from bnlib import analysis, cli, freeze, models, plots
 from bnlib import training as train_module  # the module; `bnlib.train` is its train function
 from bnlib.results import Result
+from bnlib.runtime import keras
 
 
 def fake_result(label="resnet8 bn", policy="bn", gamma_scale=1.0):
@@ -137,6 +138,25 @@ def test_ablation_zeroes_small_gamma_and_restores():
     assert everything["fraction_zeroed"] == 1.0 and everything["small_gamma_zeroed"] == pytest.approx(0.1)
     nothing = analysis.ablate_small_gamma(keras_model, x, y, threshold=0.0, control_seed=None)
     assert nothing["small_gamma_zeroed"] == 1.0 and nothing["fraction_zeroed"] == 0
+
+
+def test_relu_activity_counts_positive_outputs_of_the_relus_fed_by_batchnorm():
+    keras_model = models.build("resnet8")   # n = 1: the stem and each stage's first block
+    assert list(analysis.relu_activity(keras_model, np.zeros((2, 32, 32, 3), "float32"))) == [
+        "stem_bn", "stage1_block1_bn1", "stage2_block1_bn1", "stage3_block1_bn1"]
+    x = np.random.default_rng(0).normal(size=(6, 32, 32, 3)).astype("float32")
+    stem = keras_model.get_layer("stem_bn")
+    stem.moving_mean.assign(np.zeros(16)), stem.moving_variance.assign(np.ones(16))
+    stem.beta.assign(np.r_[np.full(8, -1e4), np.full(8, 1e4)])   # shut, then always on
+    stem.gamma.assign(np.ones(16))
+    activity = analysis.relu_activity(keras_model, x, batch_size=4)   # two batches, one short
+    np.testing.assert_array_equal(activity["stem_bn"], np.r_[np.zeros(8), np.ones(8)])
+    stem.beta.assign(np.zeros(16))   # a zero threshold: about half of the positions pass
+    middle = analysis.relu_activity(keras_model, x)["stem_bn"]
+    assert ((middle > 0.2) & (middle < 0.8)).all() and activity["stage1_block1_bn1"].shape == (16,)
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no ReLU fed directly by a BatchNorm"):
+        analysis.relu_activity(head, np.zeros((1, 4), "float32"))
 
 
 def test_plots_return_figures():
