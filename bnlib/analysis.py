@@ -125,13 +125,17 @@ def relu_activity(model, x, batch_size: int = 500) -> dict[str, np.ndarray]:
     from . import freeze
     from .runtime import keras
 
+    batchnorms = {id(layer) for layer in freeze.batchnorm_layers(model)}
     fed = {}
     for layer in model.layers:
         relu = isinstance(layer, keras.layers.ReLU) or (
             isinstance(layer, keras.layers.Activation) and getattr(layer.activation, "__name__", "") == "relu")
-        source = layer.input._keras_history.operation if relu and not isinstance(layer.input, list) else None
-        if source is not None and source in freeze.batchnorm_layers(model):
-            fed[source.name] = layer.output
+        if relu and not isinstance(layer.input, (list, tuple)):
+            # Keras has no public "which layer produced this tensor"; every functional model keeps it
+            # in the tensor's _keras_history (operation, node index, tensor index).
+            source = layer.input._keras_history.operation
+            if id(source) in batchnorms:
+                fed[source.name] = layer.output
     if not fed:
         raise ValueError(f"{model.name} has no ReLU fed directly by a BatchNorm layer; "
                          "relu_activity measures those (CIFAR ResNets, VGG and Keras ResNets have them).")
