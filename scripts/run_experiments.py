@@ -140,6 +140,11 @@ CPU_50K = {
     # ... and from seed 1: γ alone led β alone by 5.3 points from seed 0; is that more than a seed?
     "resnet20-gamma-50k-seed1": dict(model="resnet20", policy="gamma", **LONGER, seed=1),
     "resnet20-beta-50k-seed1": dict(model="resnet20", policy="beta", **LONGER, seed=1),
+    # ... and the baselines from seed 1 too, so that every gap chapter 5 reads on this schedule
+    # stands beside how far a seed moves the same run.
+    "resnet20-output-50k-seed1": dict(model="resnet20", policy="output", **LONGER, seed=1),
+    "resnet20-bn+output-50k-seed1": dict(model="resnet20", policy="bn+output", **LONGER, seed=1),
+    "resnet20-random-50k-seed1": dict(model="resnet20", policy="random", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
