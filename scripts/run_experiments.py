@@ -9,7 +9,7 @@ images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WR
 from two seeds too; fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too; VGG-11,
 without skip connections, BN-only and fully trained from two seeds too; and ResNet-20 with the
 paper's three baselines (the random control, the output layer alone, BN with it) and with γ or β
-alone, each from two seeds too, and β alone once more with every γ at 1); then the paper's own recipe,
+alone, each from two seeds too, and β alone once more with every γ at 1, from two seeds); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
@@ -143,6 +143,7 @@ CPU_50K = {
     # ... and β alone with every γ at 1 instead of its random U[0, 1) start: is β alone behind γ
     # alone because it cannot rescale, or because a quarter of its features start scaled below 0.25?
     "resnet20-beta-50k-gamma-ones": dict(model="resnet20", policy="beta", **LONGER, gamma_init="ones"),
+    "resnet20-beta-50k-gamma-ones-seed1": dict(model="resnet20", policy="beta", **LONGER, gamma_init="ones", seed=1),
     # ... and the baselines from seed 1 too, so that every gap chapter 5 reads on this schedule
     # stands beside how far a seed moves the same run.
     "resnet20-output-50k-seed1": dict(model="resnet20", policy="output", **LONGER, seed=1),
