@@ -162,7 +162,11 @@ def standard_error(result: Result) -> float:
 def accuracy_difference(a: Result, b: Result, z: float = 2.0) -> dict:
     """``a``'s test accuracy minus ``b``'s, in points, with the standard error of the difference
     (both test sets' errors combined) and a verdict: ``higher`` or ``lower`` when the difference
-    exceeds ``z`` standard errors, else ``no clear difference``."""
+    exceeds ``z`` standard errors, else ``no clear difference``.
+
+    The error treats the two test sets as independent.  Runs scored on the same images tend to be
+    right or wrong on the same ones, so for them it overstates the sampling noise and the verdict
+    is conservative; a paired test would need per-image predictions, which results do not keep."""
     difference = 100 * (a.test_accuracy - b.test_accuracy)
     error = 100 * float(np.hypot(standard_error(a), standard_error(b)))
     verdict = ("higher" if difference > z * error else "lower" if difference < -z * error

@@ -27,6 +27,18 @@ def profile(default: str | None = None) -> str:
     return chosen
 
 
+def live_output_dir(profile_name: str, name: str) -> str | None:
+    """Where a notebook's live run keeps its checkpoints, so that running the cell again resumes it.
+
+    None in ``smoke`` (seconds of work, and the site build must really train every time); else
+    ``$BNLIB_RUNS/<profile>/<name>``, by default under ``runs/`` beside the notebook.  On Colab point
+    BNLIB_RUNS at a Google Drive folder, or a disconnect loses the local disk and the run with it.
+    """
+    if profile_name == "smoke":
+        return None
+    return str(Path(os.environ.get("BNLIB_RUNS") or "runs") / profile_name / name)
+
+
 def versions() -> str:
     """One line: bnlib, TensorFlow, Keras, Python, device."""
     from . import __version__

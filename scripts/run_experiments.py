@@ -149,6 +149,11 @@ CPU_50K = {
     "resnet20-output-50k-seed1": dict(model="resnet20", policy="output", **LONGER, seed=1),
     "resnet20-bn+output-50k-seed1": dict(model="resnet20", policy="bn+output", **LONGER, seed=1),
     "resnet20-random-50k-seed1": dict(model="resnet20", policy="random", **LONGER, seed=1),
+    # The baselines at a second depth, ResNet-56 (seed 0): BN-only gained 8 points from ResNet-20
+    # to 56; does the random control (as many parameters, spread over the kernels) gain as much
+    # from depth, and does the classifier alone on deeper random features?
+    "resnet56-output-50k": dict(model="resnet56", policy="output", **LONGER),
+    "resnet56-random-50k": dict(model="resnet56", policy="random", **LONGER),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of

@@ -124,3 +124,13 @@ def test_describe_labels_each_result_with_its_data_epochs_precision_and_device()
     plain, fast = notebook.describe([result("float32"), result("mixed_bfloat16")]).splitlines()
     assert "50.0%" in plain and "CIFAR-10 test copy, 100 train / 10 test images, 2 epochs, CPU (2 cores" in plain
     assert "float32" not in plain and "2 epochs, mixed_bfloat16, CPU (2 cores" in fast
+
+
+def test_live_runs_checkpoint_outside_the_smoke_profile(monkeypatch):
+    from bnlib import notebook
+
+    monkeypatch.delenv("BNLIB_RUNS", raising=False)
+    assert notebook.live_output_dir("smoke", "live") is None
+    assert notebook.live_output_dir("paper", "live") == str(Path("runs") / "paper" / "live")
+    monkeypatch.setenv("BNLIB_RUNS", "/content/drive/MyDrive/bnlib")
+    assert notebook.live_output_dir("cpu", "r14") == "/content/drive/MyDrive/bnlib/cpu/r14"
