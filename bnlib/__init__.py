@@ -12,7 +12,7 @@ load on first use, so the command line's ``--help`` and the result readers answe
 """
 import importlib
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 # First, before anything imports TensorFlow: its process settings (oneDNN, log level), see runtime.py.
 from . import runtime  # noqa: E402,F401

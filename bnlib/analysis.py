@@ -236,6 +236,7 @@ def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD
             "data": data.get("description"),
             "device": provenance.get("device"),
             "paper acc % (full CIFAR-10, 160 ep.)": paper_figure(result),
+            "paper: switched off": paper_disabled(result),
         })
     return pd.DataFrame(rows).set_index("run")
 
@@ -243,10 +244,26 @@ def comparison_table(results: list[Result], threshold: float = DEFAULT_THRESHOLD
 def paper_figure(result: Result) -> str:
     """The paper's accuracy for the result's network and policy, or "" where the paper has none
     or the run is not a 10-way CIFAR-10 task (another dataset, or a class split of it)."""
-    classes = len(result.output.get("bias", ())) or 10
-    if result.config.get("dataset", "cifar10") != "cifar10" or classes != 10:
+    if not _ten_way_cifar10(result):
         return ""
     return PAPER.get((result.config["model"], result.config["policy"]), "")
+
+
+def paper_disabled(result: Result) -> str:
+    """The share of features the paper finds switched off (γ near zero) after BN-only training
+    of its CIFAR-10 ResNets, beside a BN-only CIFAR ResNet run on that task; "" otherwise."""
+    from .names import parse_name
+
+    family = parse_name(result.config["model"])[0]
+    is_cifar_resnet = family in ("resnet", "wrn")
+    if result.config["policy"] != "bn" or not is_cifar_resnet or not _ten_way_cifar10(result):
+        return ""
+    return PAPER_DISABLED_FRACTION
+
+
+def _ten_way_cifar10(result: Result) -> bool:
+    classes = len(result.output.get("bias", ())) or 10
+    return result.config.get("dataset", "cifar10") == "cifar10" and classes == 10
 
 
 REBUILDABLE = ("bn", "gamma", "beta", "none", "output", "bn+output")

@@ -270,6 +270,10 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int = 
     """Hold out a seeded random ``fraction`` of (x, y): returns (x_train, y_train, x_val, y_val)."""
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(len(x) * fraction))
+    if not 0 < n_val < len(x):
+        raise DataError(f"validation_split={fraction} holds out {n_val} of {len(x)} training images; "
+                        f"use a fraction between {1 / len(x):.2g} (one image) and "
+                        f"{1 - 1 / len(x):.4g}, or 0 for no validation set.")
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return x[train], y[train], x[val], y[val]
 

@@ -152,7 +152,7 @@ def load(path: str | os.PathLike) -> Result:
     if version > FORMAT_VERSION:
         raise ResultFormatError(
             f"{json_path} has result format {version!r}, newer than this bnlib reads "
-            f"({FORMAT_VERSION}); upgrade bnlib (pip install -U bnlib).")
+            f"({FORMAT_VERSION}); update bnlib: git pull in the book's clone, then pip install -e . there.")
     arrays = _read_arrays(folder / ARRAYS_FILE, record) if (folder / ARRAYS_FILE).is_file() else {}
     from .config import upgrade as upgrade_config  # here, like provenance's: this module imports alone
     return Result(config=upgrade_config(record["config"]), history=record["history"],

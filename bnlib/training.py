@@ -31,6 +31,10 @@ RUN_FILE = "run_config.json"
 # Fields that may differ when resuming: a run folder can move (e.g. onto Google Drive), and a
 # name is only a label.
 MOVABLE_FIELDS = ("output_dir", "name")
+# What identifies the data a run folder was trained on (recorded under "data" in RUN_FILE): the
+# pixels' fingerprint and the images each split used, not the file's path, which may move.
+DATA_IDENTITY = ("dataset", "train_sha256", "n_train", "n_test", "train_used", "test_used",
+                 "validation_used")
 
 
 def _same_setting(key: str, old, new) -> bool:
@@ -94,14 +98,20 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """``default`` (one device), ``auto`` (TPU, else all GPUs mirrored, else one device),
     ``mirrored``, ``multiworker`` (reads TF_CONFIG) or ``tpu``."""
     if name in ("auto", "tpu"):
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-            return tf.distribute.TPUStrategy(resolver)
-        except (ValueError, RuntimeError, tf.errors.NotFoundError):
-            if name == "tpu":
-                raise ValueError("strategy 'tpu' found no TPU; use 'auto' or 'default'.") from None
+        # A TPU reached over the network (a Cloud TPU node, named by $TPU_NAME or
+        # $COLAB_TPU_ADDR), then one attached to this machine (a TPU VM, as Colab's TPU
+        # runtimes are); without a TPU both fail within seconds.
+        for address in (None, "local"):
+            try:
+                resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+                tf.config.experimental_connect_to_cluster(resolver)
+                tf.tpu.experimental.initialize_tpu_system(resolver)
+                return tf.distribute.TPUStrategy(resolver)
+            except (ValueError, RuntimeError, tf.errors.NotFoundError):
+                pass
+        if name == "tpu":
+            raise ValueError("strategy 'tpu' found no TPU (on Colab: Runtime → Change runtime type "
+                             "→ TPU); use 'auto' or 'default' elsewhere.")
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "mirrored":
@@ -250,9 +260,10 @@ class Backup(keras.callbacks.BackupAndRestore):
 
         folder = Path(self.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        for path in (LATEST, METADATA):
+        for path in (LATEST, METADATA):   # the previous checkpoint, also copied then renamed
             if (folder / path).exists():
-                shutil.copyfile(folder / path, folder / f"{path}.bkp")
+                shutil.copyfile(folder / path, folder / f"partial.{path}.bkp")
+                os.replace(folder / f"partial.{path}.bkp", folder / f"{path}.bkp")
         partial = folder / f"partial.{LATEST}"
         self.model.save_weights(partial, overwrite=True)
         with h5py.File(partial, "a") as handle:
@@ -263,22 +274,55 @@ class Backup(keras.callbacks.BackupAndRestore):
 
 # ------------------------------------------------------------------------------ checkpoints
 
-def _prepare_output(config: RunConfig, overwrite: bool, write: bool = True) -> Path | None:
-    """Create the output folder; refuse one holding a different run unless ``overwrite``.
-    With ``write=False`` (a non-chief worker) only check, and change nothing."""
+def data_identity(source: dict) -> dict:
+    """The fields of a data source (``Splits.source``, a result's ``provenance["data"]``) that
+    identify the data a run was trained and tested on."""
+    return {key: source[key] for key in DATA_IDENTITY if key in source}
+
+
+def _recorded_data(folder: Path, existing: dict) -> dict | None:
+    """The data identity a run folder records: in its RUN_FILE, or for folders written before
+    bnlib recorded it there, in its result's provenance; None when neither says."""
+    if "data" in existing:
+        return existing["data"]
+    result_file = folder / results.RESULT_FILE
+    if result_file.is_file():
+        provenance = json.loads(result_file.read_text()).get("provenance", {})
+        return data_identity(provenance.get("data", {})) or None
+    return None
+
+
+def _prepare_output(config: RunConfig, overwrite: bool, write: bool = True,
+                    data: dict | None = None) -> Path | None:
+    """Create the output folder; refuse one holding a different run (another configuration, or
+    other ``data``: see :func:`data_identity`) unless ``overwrite``.  With ``write=False`` (a
+    non-chief worker) only check, and change nothing."""
     if not config.output_dir:
         return None
     folder = Path(config.output_dir)
     run_file = folder / RUN_FILE
     wanted = config.to_dict()
+    if data is not None:
+        wanted["data"] = data
     if run_file.is_file():
         existing = upgrade(json.loads(run_file.read_text()))  # a folder of an earlier bnlib
-        changed = sorted(k for k in set(existing) | set(wanted)
+        recorded = _recorded_data(folder, existing)
+        existing.pop("data", None)
+        changed = sorted(k for k in (set(existing) | set(wanted)) - {"data"}
                          if not _same_setting(k, existing.get(k), wanted.get(k)))
+        # Compare only what both record: an older record may lack a field.
+        other_data = data is not None and recorded is not None and any(
+            recorded[key] != data[key] for key in set(recorded) & set(data))
+        if other_data and not overwrite:
+            raise RunConflictError(
+                f"{folder} was trained on other data ({_describe_data(recorded)}, not "
+                f"{_describe_data(data)}); point data_path or $BNLIB_CIFAR10 back at that data, "
+                "choose another output folder, or pass overwrite=True (--overwrite) to discard it.")
         if changed and not overwrite:
             raise RunConflictError(
                 f"{folder} holds a different run (differs in {', '.join(changed)}); choose "
                 "another output folder or pass overwrite=True (--overwrite) to discard it.")
+        changed = changed or other_data
         if changed and write:
             for name in (BACKUP, HISTORY_FILE, results.RESULT_FILE, results.ARRAYS_FILE):
                 path = folder / name
@@ -288,6 +332,12 @@ def _prepare_output(config: RunConfig, overwrite: bool, write: bool = True) -> P
         text = json.dumps(wanted, indent=1)
         results.atomic_write(run_file, lambda handle: handle.write(text.encode()))
     return folder
+
+
+def _describe_data(identity: dict) -> str:
+    """A short label for a data identity: its training images and pixel fingerprint."""
+    used = identity.get("train_used", identity.get("n_train", "?"))
+    return f"{used} training images, pixels sha256 {str(identity.get('train_sha256', '?'))[:12]}"
 
 
 def _write_metadata(path: Path, epoch: int) -> None:
@@ -390,14 +440,17 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
     # the output folder; the other workers read it (to resume) and follow the chief's decisions.
     strategy = make_strategy(config.strategy) if config.strategy == "multiworker" else None
     chief = is_chief(strategy)
-    folder = _prepare_output(config, overwrite, write=chief)
+    # The data is loaded first, so that a folder trained on other data is refused rather than
+    # resumed or returned (a changed $BNLIB_CIFAR10 leaves the configuration unchanged).
+    splits = data_module.prepare(config)
+    folder = _prepare_output(config, overwrite, write=chief, data=data_identity(splits.source))
     finished = folder is not None and (folder / results.RESULT_FILE).is_file()
     if strategy is not None:
         finished = bool(_cluster_sum(strategy, [finished], chief_only=True)[0])
     if finished:
         return results.load(folder)
     with configured_runtime(config):
-        return _train(config, folder, strategy, chief, verbose, callbacks or [], started, model)
+        return _train(config, folder, splits, strategy, chief, verbose, callbacks or [], started, model)
 
 
 def _warn_about_unused_milestones(config: RunConfig) -> None:
@@ -429,9 +482,8 @@ def _warn_about_slow_precision(config: RunConfig, strategy) -> None:
                       "precision='float32' here.", stacklevel=4)
 
 
-def _train(config, folder, strategy, chief, verbose, extra_callbacks, started,
+def _train(config, folder, splits, strategy, chief, verbose, extra_callbacks, started,
            model=None) -> results.Result:
-    splits = data_module.prepare(config)
     strategy = strategy or make_strategy(config.strategy)
     _warn_about_slow_precision(config, strategy)
     # A network passed in counts as the seed's own only while it is untrained and built for this

@@ -61,15 +61,24 @@ def tiny_npz(tmp_path):
     return path
 
 
-def write_batches_folder(folder, arrays):
-    """Write arrays as the official python-pickle batches (5 train batches + test_batch)."""
+def write_batches_folder(folder, arrays, dataset="cifar10"):
+    """Write arrays as the official python-pickle batches: CIFAR-10's 5 train batches and
+    test_batch with "labels", or CIFAR-100's train and test with "fine_labels" (and the 20
+    superclasses' "coarse_labels", which bnlib does not use)."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def dump(name, x, y):
         data = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+        labels = list(map(int, y))
+        batch = ({"data": data, "labels": labels} if dataset == "cifar10" else
+                 {"data": data, "fine_labels": labels, "coarse_labels": [label // 5 for label in labels]})
         with open(folder / name, "wb") as handle:
-            pickle.dump({"data": data, "labels": list(map(int, y))}, handle)
+            pickle.dump(batch, handle)
 
+    if dataset == "cifar100":
+        dump("train", arrays["x_train"], arrays["y_train"])
+        dump("test", arrays["x_test"], arrays["y_test"])
+        return folder
     parts = np.array_split(np.arange(len(arrays["x_train"])), 5)
     for i, part in enumerate(parts, start=1):
         dump(f"data_batch_{i}", arrays["x_train"][part], arrays["y_train"][part])
@@ -77,8 +86,8 @@ def write_batches_folder(folder, arrays):
     return folder
 
 
-def write_tarball(path, arrays, inner="cifar-10-batches-py"):
-    folder = write_batches_folder(path.parent / "staging" / inner, arrays)
+def write_tarball(path, arrays, inner="cifar-10-batches-py", dataset="cifar10"):
+    folder = write_batches_folder(path.parent / "staging" / inner, arrays, dataset)
     with tarfile.open(path, "w:gz") as tar:
         tar.add(folder, arcname=inner)
     return path

@@ -61,6 +61,10 @@ result = bnlib.train(bnlib.RunConfig(**args["config"]), verbose=0, callbacks=[Pa
 print("RESULT " + json.dumps({
     "gamma": {k: v.tolist() for k, v in result.gamma.items()},
     "beta": {k: v.tolist() for k, v in result.beta.items()},
+    "moving_mean": {k: v.tolist() for k, v in result.moving_mean.items()},
+    "moving_variance": {k: v.tolist() for k, v in result.moving_variance.items()},
+    "output": {k: v.tolist() for k, v in result.output.items()},
+    "weights": [w.ravel().tolist() for w in result.model.get_weights()] if result.model else None,
     "history": result.history,
     "test_accuracy": result.test_accuracy,
     "provenance": result.provenance,

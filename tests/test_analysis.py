@@ -57,12 +57,18 @@ def test_comparison_table_cites_the_paper():
     assert table.loc["resnet8 bn", "test acc %"] == 35.0
     assert table.loc["resnet8 bn", "paper acc % (full CIFAR-10, 160 ep.)"] == "≈48"
     assert table.loc["full", "data"] == "toy" and table.loc["full", "precision"] == "float32"
+    assert table.loc["resnet8 bn", "paper: switched off"] == analysis.PAPER_DISABLED_FRACTION
+    assert table.loc["full", "paper: switched off"] == "", "the paper's third is for BN-only training"
     five_way = fake_result("five classes")
     five_way.output = {"kernel": np.zeros((64, 5)), "bias": np.zeros(5)}
     cifar100 = fake_result("cifar100")
     cifar100.config["dataset"] = "cifar100"
     table = analysis.comparison_table([five_way, cifar100])
     assert (table["paper acc % (full CIFAR-10, 160 ep.)"] == "").all(), "the paper's figure is for 10-way CIFAR-10"
+    assert (table["paper: switched off"] == "").all()
+    vgg = fake_result("vgg")
+    vgg.config["model"] = "vgg11"
+    assert analysis.comparison_table([vgg]).loc["vgg", "paper: switched off"] == "", "the paper's third is for ResNets"
 
 
 def test_accuracy_difference_needs_two_standard_errors():

@@ -37,6 +37,26 @@ def test_official_tarball_checksum(tmp_path, monkeypatch):
     assert_same(data.load("cifar10", tarball), arrays)
 
 
+def test_cifar100_folder_and_tarball(tmp_path, monkeypatch):
+    """CIFAR-100's own layout: one train and one test pickle with fine labels 0-99, in a
+    cifar-100-python folder or the official tarball (checked against its own md5)."""
+    arrays = make_arrays(n_train=200, n_test=100, num_classes=100)
+    folder = write_batches_folder(tmp_path / "cifar-100-python", arrays, dataset="cifar100")
+    loaded = data.load("cifar100", folder)
+    assert_same(loaded, arrays)
+    assert loaded.num_classes == 100 and loaded.source["dataset"] == "cifar100"
+    with pytest.raises(data.DataError, match="not an extracted cifar-100-python folder .missing train, test"):
+        data.load("cifar100", write_batches_folder(tmp_path / "ten" / "cifar-10-batches-py", make_arrays()))
+    tarball = write_tarball(tmp_path / "tar" / "cifar-100-python.tar.gz", arrays, "cifar-100-python", "cifar100")
+    with pytest.raises(data.DataError, match="expected eb9058c3a382ffc7106e4002c42a8d85"):
+        data.load("cifar100", tarball)
+    monkeypatch.setitem(data.TARBALLS, "cifar100",
+                        ("cifar-100-python.tar.gz", data.md5sum(tarball), "cifar-100-python"))
+    assert_same(data.load("cifar100", tarball), arrays)
+    monkeypatch.setenv("BNLIB_CIFAR100", str(folder))
+    assert data.load("cifar100").source["kind"] == "$BNLIB_CIFAR100"
+
+
 def test_jpeg_archive(tmp_path):
     from io import BytesIO
 
@@ -135,6 +155,9 @@ def test_subset_and_validation_split():
     x_tr, y_tr, x_val, y_val = data.split_validation(arrays["x_train"], arrays["y_train"], 0.2, seed=1)
     assert len(x_val) == 20 and len(x_tr) == 80
     assert not set(map(bytes, x_val)) & set(map(bytes, x_tr))
+    for fraction, held_out in ((0.004, 0), (0.996, 100)):   # a split that rounds to none or all
+        with pytest.raises(data.DataError, match=f"holds out {held_out} of 100 training images; use a fraction between 0.01"):
+            data.split_validation(arrays["x_train"], arrays["y_train"], fraction)
 
 
 def test_prepare_records_what_was_used(tiny_npz):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -21,7 +23,7 @@ from bnlib import results
 from bnlib.config import RunConfig
 from bnlib.training import BACKUP, is_chief, make_strategy
 
-from run_helpers import finish_script, flat, run_script, start_script
+from run_helpers import REPO, finish_script, flat, run_script, script_env, start_script
 
 TOLERANCE = dict(rtol=0, atol=1e-3)
 
@@ -94,6 +96,38 @@ def test_multiworker_needs_tf_config(monkeypatch):
     with pytest.raises(ValueError, match="needs TF_CONFIG") as caught:
         make_strategy("multiworker")
     assert "\n" not in str(caught.value)
+
+
+STRATEGY_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from bnlib.training import make_strategy
+from bnlib.runtime import tf
+if tf.config.list_logical_devices("TPU") or len(tf.config.list_logical_devices("GPU")) > 1:
+    print("SKIP"); sys.exit()
+replicas = make_strategy("auto").num_replicas_in_sync
+try:
+    make_strategy("tpu")
+    error = None
+except ValueError as caught:
+    error = str(caught)
+print("RESULT " + json.dumps({"replicas": replicas, "error": error}))
+"""
+
+
+def test_auto_and_tpu_strategies_without_a_tpu():
+    """No TPU here (and at most one GPU): 'auto' falls back to one device, 'tpu' is a one-line
+    error naming the fix.  In a fresh interpreter, since looking for a TPU connects TensorFlow
+    to a (here missing) cluster."""
+    done = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT, str(REPO)], capture_output=True,
+                          text=True, timeout=300, env=script_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    if done.stdout.strip() == "SKIP":
+        pytest.skip("this machine has a TPU or several GPUs")
+    found = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert found["replicas"] == 1
+    assert found["error"] and "\n" not in found["error"]
+    assert "found no TPU (on Colab: Runtime → Change runtime type → TPU)" in found["error"]
 
 
 def resolver(task_type, task_id, jobs):

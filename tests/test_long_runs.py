@@ -80,15 +80,22 @@ def copy_run(source: Path, target: Path) -> Path:
 
 
 def assert_same_run(result, reference, tolerance=TOLERANCE):
-    """Same history (epochs 1..N once each), same final γ/β and test accuracy."""
+    """Same history (epochs 1..N once each), same final γ/β, BN moving statistics, output layer
+    and test accuracy, and where both runs kept their network, the same value of every weight."""
     history = result["history"] if isinstance(result, dict) else result.history
     assert history["epoch"] == list(range(1, EPOCHS + 1))
     assert {len(values) for values in history.values()} == {EPOCHS}
     for key in ("loss", "accuracy", "learning_rate"):
         np.testing.assert_allclose(history[key], reference["history"][key], rtol=1e-6)
-    for name in ("gamma", "beta"):
+    for name in ("gamma", "beta", "moving_mean", "moving_variance", "output"):
         mine = result[name] if isinstance(result, dict) else getattr(result, name)
+        assert mine, f"the result has no {name}"
         np.testing.assert_allclose(flat(mine), flat(reference[name]), **tolerance)
+    weights = result.get("weights") if isinstance(result, dict) else None
+    if weights and reference.get("weights"):
+        assert len(weights) == len(reference["weights"])
+        for mine, theirs in zip(weights, reference["weights"]):
+            np.testing.assert_allclose(mine, theirs, **tolerance)
     accuracy = result["test_accuracy"] if isinstance(result, dict) else result.test_accuracy
     assert accuracy == pytest.approx(reference["test_accuracy"], abs=1e-6)
 
@@ -349,7 +356,7 @@ def test_result_from_a_newer_format(tmp_path):
     with pytest.raises(ResultFormatError) as caught:
         results.load(tmp_path)
     message = one_line(caught)
-    assert f"result format {results.FORMAT_VERSION + 1}" in message and "upgrade bnlib" in message
+    assert f"result format {results.FORMAT_VERSION + 1}" in message and "update bnlib: git pull" in message
 
 
 def test_result_without_a_format_version(tmp_path):
@@ -428,6 +435,33 @@ def test_output_folder_of_another_run(killed, data, runs):
     assert fresh.provenance["epochs_resumed_from"] == 0  # not epoch 2 of the other run
     assert fresh.history["epoch"] == [1]
     assert json.loads((folder / train_module.RUN_FILE).read_text())["learning_rate"] == 0.02
+
+
+def test_a_run_folder_trained_on_other_data_is_refused(killed, reference, data, runs):
+    """The same configuration on other pixels (a changed $BNLIB_CIFAR10, or another file of the
+    same name) neither resumes an interrupted run nor returns a finished one; overwrite=True
+    discards the folder and records the new data."""
+    arrays = dict(np.load(data))
+    arrays["x_train"][0, 0, 0, 0] ^= 1
+    other_data = runs / "other-pixels" / Path(data).name   # the same file name elsewhere
+    other_data.parent.mkdir()
+    np.savez(other_data, **arrays)
+    interrupted = copy_run(killed[1], runs / "interrupted-other-data")
+    finished = copy_run(runs / "reference", runs / "finished-other-data")
+    run_file = json.loads((finished / train_module.RUN_FILE).read_text())
+    del run_file["data"]   # as written before bnlib recorded it: the result's provenance says
+    (finished / train_module.RUN_FILE).write_text(json.dumps(run_file))
+    for folder in (interrupted, finished):
+        with pytest.raises(RunConflictError) as caught:
+            bnlib.train(RunConfig(**long_config(other_data, folder)), verbose=0)
+        message = one_line(caught)
+        assert "trained on other data" in message and "$BNLIB_CIFAR10" in message, message
+    assert train_module.checkpoint_epoch(interrupted / BACKUP) == 2   # untouched
+    fresh = bnlib.train(RunConfig(**long_config(other_data, interrupted)), verbose=0, overwrite=True)
+    assert fresh.provenance["epochs_resumed_from"] == 0
+    recorded = json.loads((interrupted / train_module.RUN_FILE).read_text())["data"]
+    assert recorded == train_module.data_identity(fresh.provenance["data"])
+    assert recorded["train_sha256"] != reference["provenance"]["data"]["train_sha256"]
 
 
 def test_a_run_folder_may_move_with_its_data_file(tmp_path):

@@ -1,4 +1,6 @@
 """Notebooks are committed without outputs, each with its title, Colab badge and setup cell."""
+import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -10,6 +12,20 @@ BADGE = "https://colab.research.google.com/github/only-batchnorm/only-batchnorm/
 
 def test_there_are_six_chapters():
     assert len(NOTEBOOKS) == 6, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_valid_notebook_format(path):
+    """The file as committed, not as nbformat would repair it on reading: every cell has an id
+    in format 4.5 and none in 4.4 (a cell added by hand easily breaks either)."""
+    raw = nbformat.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a missing cell id is only a warning, so far
+        try:
+            nbformat.validate(raw)
+        except (nbformat.ValidationError, Warning) as error:
+            pytest.fail(f"{path.name} (nbformat 4.{raw.nbformat_minor}) is not valid: "
+                        f"{str(error).splitlines()[0]}; give every cell an id in 4.5, none in 4.4")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -388,6 +388,28 @@ def test_every_page_loads_with_title(pages):
     assert not problems, "\n".join(problems)
 
 
+def test_notebook_pages_launch_in_colab(site):
+    """Every chapter's launch button opens that very notebook in Colab, from the repository and
+    branch that _config.yml names (a wrong path_to_book or branch breaks every button)."""
+    import yaml
+
+    config = yaml.safe_load((BOOK_ROOT / "_config.yml").read_text(encoding="utf-8"))
+    repository = config["repository"]["url"].removeprefix("https://github.com/").strip("/")
+    colab = config["launch_buttons"]["colab_url"].strip("/")
+    notebooks = sorted((BOOK_ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks, f"no notebooks under {BOOK_ROOT / 'notebooks'}"
+    problems = []
+    for notebook in notebooks:
+        page = site / "notebooks" / f"{notebook.stem}.html"
+        expected = (f'href="{colab}/github/{repository}/blob/{config["repository"]["branch"]}'
+                    f'/notebooks/{notebook.name}"')
+        if not page.is_file():
+            problems.append(f"{page.relative_to(site)}: missing")
+        elif expected not in page.read_text(encoding="utf-8"):
+            problems.append(f"{page.relative_to(site)}: no launch link {expected}")
+    assert not problems, "\n".join(problems)
+
+
 def test_root_redirect(site, server, pages):
     page = pages.get("index.html")
     assert page is not None, "index.html missing"
