@@ -40,6 +40,11 @@ CPU = {
     "resnet20-all": dict(model="resnet20", policy="all"),
     "resnet20-output": dict(model="resnet20", policy="output"),
     "resnet14-bn-momentum-0.99": dict(model="resnet14", policy="bn", bn_momentum=0.99),
+    # The momentum pair again under the seed article's constant learning rate, with a tenth of the
+    # training images held out and scored in inference mode after every epoch, as the article did.
+    "resnet14-bn-constant-val": dict(model="resnet14", policy="bn", schedule="constant", validation_split=0.1),
+    "resnet14-bn-constant-val-momentum-0.99": dict(model="resnet14", policy="bn", schedule="constant",
+                                                   validation_split=0.1, bn_momentum=0.99),
     "resnet32-bn": dict(model="resnet32", policy="bn"),
     "resnet20-random": dict(model="resnet20", policy="random"),
     "resnet14-all": dict(model="resnet14", policy="all"),
@@ -154,6 +159,7 @@ CPU_50K = {
     # from depth, and does the classifier alone on deeper random features?
     "resnet56-output-50k": dict(model="resnet56", policy="output", **LONGER),
     "resnet56-random-50k": dict(model="resnet56", policy="random", **LONGER),
+    "resnet56-output-50k-seed1": dict(model="resnet56", policy="output", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
