@@ -9,7 +9,8 @@ bnlib never sets ``trainable`` on layers; it sets it on *variables* (``variable.
 every BatchNorm layer keeps normalising with batch statistics in training and keeps updating its
 moving statistics, whichever parameters are trained.
 
-Policies (a policy chooses which parameters the optimizer sees):
+Policies (a policy chooses which parameters the optimizer sees; each is a function,
+``trains_<policy>``, listed in ``POLICY_FUNCTIONS``):
 
 ==============  ==========================================================================
 ``all``         everything (ordinary full training)
@@ -83,25 +84,67 @@ def _random_entries_mask(kernel_shape, per_channel: int, rng: np.random.Generato
     return mask.reshape(kernel_shape)
 
 
+# ------------------------------------------------------------------------------------- policies
+# One function per policy: the variables it trains.  apply_policy makes exactly those trainable.
+
+def trains_all(model: keras.Model) -> list:
+    """``all``: every parameter (ordinary full training); the BN moving statistics are never
+    trained by the optimizer, whatever the policy."""
+    return [v for layer in _all_layers(model) for v in layer.weights if not _is_statistic(layer, v)]
+
+
+def trains_bn(model: keras.Model) -> list:
+    """``bn``: γ and β of every BatchNorm layer, the paper's main setting."""
+    return trains_gamma(model) + trains_beta(model)
+
+
+def trains_bn_and_output(model: keras.Model) -> list:
+    """``bn+output``: γ, β and the output layer's kernel and bias."""
+    return trains_bn(model) + trains_output(model)
+
+
+def trains_output(model: keras.Model) -> list:
+    """``output``: the output layer only, a linear classifier on the random features."""
+    return list(output_layer(model).weights)
+
+
+def trains_gamma(model: keras.Model) -> list:
+    """``gamma``: the BN scales γ only; β stays at its initial value."""
+    return [layer.gamma for layer in batchnorm_layers(model)]
+
+
+def trains_beta(model: keras.Model) -> list:
+    """``beta``: the BN shifts β only; γ stays at its initial value."""
+    return [layer.beta for layer in batchnorm_layers(model)]
+
+
+def trains_nothing(model: keras.Model) -> list:
+    """``none``: nothing; the network stays at its initialisation (BN statistics still adapt)."""
+    return []
+
+
+def trains_random_entries(model: keras.Model) -> list:
+    """``random``, the paper's control: the kernel of every convolution, of which apply_policy
+    lets only two randomly chosen entries per output channel change (:class:`KeepFrozenEntries`),
+    as many parameters as BN's γ and β, trained instead of them."""
+    return [layer.kernel for layer in conv_layers(model)]
+
+
+POLICY_FUNCTIONS = {"all": trains_all, "bn": trains_bn, "bn+output": trains_bn_and_output,
+                    "output": trains_output, "gamma": trains_gamma, "beta": trains_beta,
+                    "none": trains_nothing, "random": trains_random_entries}
+
+
 def apply_policy(model: keras.Model, policy: str, seed: int = 0) -> keras.Model:
-    """Make exactly the parameters of ``policy`` trainable (in place); returns ``model``.
+    """Make exactly the parameters of ``policy`` trainable (in place; see ``POLICY_FUNCTIONS``);
+    returns ``model``.
 
     Works on variables, never on layers, so BatchNorm always trains with batch statistics.
     Call before ``model.compile``.
     """
     _check_choice("policy", policy, POLICIES)
-    bn = batchnorm_layers(model)
-    output = output_layer(model)
-    trainable = set()
-    if policy == "all":
-        statistics = {id(v) for layer in bn for v in (layer.moving_mean, layer.moving_variance)}
-        trainable = {id(v) for v in model.weights if id(v) not in statistics}
-    if policy in ("bn", "bn+output", "gamma"):
-        trainable |= {id(layer.gamma) for layer in bn}
-    if policy in ("bn", "bn+output", "beta"):
-        trainable |= {id(layer.beta) for layer in bn}
-    if policy in ("bn+output", "output"):
-        trainable |= {id(v) for v in output.weights}
+    output_layer(model)  # every policy needs a classifier to read the features out
+    trainable = {id(v) for v in POLICY_FUNCTIONS[policy](model)}
     rng = np.random.default_rng(seed)
     for layer in _all_layers(model):
         layer.trainable = True  # undo any layer-level freezing; variables decide
@@ -113,7 +156,6 @@ def apply_policy(model: keras.Model, policy: str, seed: int = 0) -> keras.Model:
         if policy == "random" and isinstance(layer, keras.layers.Conv2D):
             kernel = layer.kernel
             mask = _random_entries_mask(tuple(kernel.shape), 2, rng)
-            kernel.trainable = True
             kernel.constraint = KeepFrozenEntries(mask, keras.ops.convert_to_numpy(kernel))
     return model
 

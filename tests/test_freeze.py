@@ -95,6 +95,12 @@ def test_apply_policy_undoes_layer_level_freezing():
     assert freeze.parameter_report(model)["trainable"] == 2 * 2 * (16 + 16 * 2 + 32 * 3 + 64 * 3) // 2
 
 
+def test_every_policy_is_a_documented_function():
+    assert tuple(freeze.POLICY_FUNCTIONS) == POLICIES
+    for policy, function in freeze.POLICY_FUNCTIONS.items():
+        assert function.__doc__ and function.__doc__.startswith(f"``{policy}``"), policy
+
+
 def test_unknown_policy_names_choices():
     with pytest.raises(ValueError, match="did you mean 'bn'.*choose one of"):
         freeze.apply_policy(models.build("resnet8"), "bnn")
