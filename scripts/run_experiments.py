@@ -160,6 +160,7 @@ CPU_50K = {
     "resnet56-output-50k": dict(model="resnet56", policy="output", **LONGER),
     "resnet56-random-50k": dict(model="resnet56", policy="random", **LONGER),
     "resnet56-output-50k-seed1": dict(model="resnet56", policy="output", **LONGER, seed=1),
+    "resnet56-random-50k-seed1": dict(model="resnet56", policy="random", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
