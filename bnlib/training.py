@@ -428,7 +428,8 @@ def train(config: RunConfig, verbose: int | str = 2, overwrite: bool = False,
     """Train as ``config`` says and return the Result (also saved in ``config.output_dir``).
 
     Re-running with the same config and output folder resumes an interrupted run, or returns the
-    saved result of a finished one.  ``verbose=2`` prints one line per epoch.  Pass ``model`` to
+    saved result of a finished one; either only on the data the folder was trained on (the data
+    is loaded first, to check).  ``verbose=2`` prints one line per epoch.  Pass ``model`` to
     continue training a network you already have (e.g. ``previous.model``, for BN-only then full
     training) instead of building ``config.model``: ``config.policy`` is applied to it and its
     weights are kept (one device only).  A finished run returned from its folder has no model
