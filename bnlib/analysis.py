@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .names import parse_name
 from .results import Result
 
 DEFAULT_THRESHOLD = 0.05  # |γ| below this counts as "switched off" (our choice; notebooks sweep it)
@@ -252,8 +253,6 @@ def paper_figure(result: Result) -> str:
 def paper_disabled(result: Result) -> str:
     """The share of features the paper finds switched off (γ near zero) after BN-only training
     of its CIFAR-10 ResNets, beside a BN-only CIFAR ResNet run on that task; "" otherwise."""
-    from .names import parse_name
-
     family = parse_name(result.config["model"])[0]
     is_cifar_resnet = family in ("resnet", "wrn")
     if result.config["policy"] != "bn" or not is_cifar_resnet or not _ten_way_cifar10(result):
