@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -190,8 +191,17 @@ def _read_arrays(path: Path, record: dict) -> dict:
 
 
 def load_all(root: str | os.PathLike) -> list[Result]:
-    """Every result under ``root`` (searched recursively), sorted by folder name."""
-    return [load(p) for p in sorted(Path(root).rglob(RESULT_FILE))]
+    """Every result under ``root`` (searched recursively), in the natural order of their folders:
+    numbers compare as numbers, so resnet14 comes before resnet110 and seed2 before seed10."""
+    root = Path(root)
+    return [load(p) for p in sorted(root.rglob(RESULT_FILE), key=lambda p: natural_key(p.parent.relative_to(root)))]
+
+
+def natural_key(path: str | os.PathLike) -> tuple:
+    """Sort key of a folder path, part by part, each with its runs of digits read as numbers:
+    resnet14-bn/ -> (("resnet", 14, "-bn"),); a name sorts before its longer variants (…-seed1)."""
+    return tuple(tuple(int(piece) if piece.isdigit() else piece for piece in re.split(r"(\d+)", part))
+                 for part in Path(path).parts)
 
 
 def provenance(data_source: dict, wall_seconds: float, device: str) -> dict:

@@ -270,3 +270,10 @@ def test_cli_output_piped_into_a_reader_that_stops_is_not_an_error():
     proc = subprocess.run(f"{sys.executable} -m bnlib report results/cpu/resnet14-bn | true",
                           shell=True, cwd=repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_load_all_orders_runs_by_depth_not_by_spelling(tmp_path):
+    for name in ("resnet110-bn", "resnet14-bn-seed1", "resnet14-bn", "resnet20-bn", "wrn14-2-bn"):
+        fake_result(name).save(tmp_path / name)
+    assert [r.label for r in bnlib.load_all(tmp_path)] == [
+        "resnet14-bn", "resnet14-bn-seed1", "resnet20-bn", "resnet110-bn", "wrn14-2-bn"]
