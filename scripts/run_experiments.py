@@ -9,7 +9,8 @@ images, 15 epochs, otherwise the same: BN-only ResNet-14, 20, 32, 56, 110 and WR
 from two seeds too; fully trained ResNet-14, 20, 32, 56 and 110, each from two seeds too; VGG-11,
 without skip connections, BN-only and fully trained from two seeds too; and ResNet-20 with the
 paper's three baselines (the random control, the output layer alone, BN with it) and with γ or β
-alone, each from two seeds too, and β alone once more with every γ at 1, from two seeds); then the paper's own recipe,
+alone, each from two seeds too, and β alone once more with every γ at 1, from two seeds; and ResNet-56
+with the three baselines, from two seeds); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
 and 32 from seeds 0 and 1, BN-only ResNet-14 and 20 without the weight decay, and a BN-only
@@ -161,6 +162,10 @@ CPU_50K = {
     "resnet56-random-50k": dict(model="resnet56", policy="random", **LONGER),
     "resnet56-output-50k-seed1": dict(model="resnet56", policy="output", **LONGER, seed=1),
     "resnet56-random-50k-seed1": dict(model="resnet56", policy="random", **LONGER, seed=1),
+    # ... and BN with the output layer at ResNet-56, from both seeds: at ResNet-20 the trained
+    # classifier added 3 points to BN-only; does it still add once the random features are deeper?
+    "resnet56-bn+output-50k": dict(model="resnet56", policy="bn+output", **LONGER),
+    "resnet56-bn+output-50k-seed1": dict(model="resnet56", policy="bn+output", **LONGER, seed=1),
 }
 # The paper's own recipe at a fifth of its length: SGD, lr 0.1, momentum 0.9, weight decay 1e-4
 # (added to the gradient, as the paper's PyTorch code does), lr ÷10 at half and three quarters of
