@@ -200,7 +200,7 @@ def load_all(root: str | os.PathLike) -> list[Result]:
 def natural_key(path: str | os.PathLike) -> tuple:
     """Sort key of a folder path, part by part, each with its runs of digits read as numbers:
     resnet14-bn/ -> (("resnet", 14, "-bn"),); a name sorts before its longer variants (…-seed1)."""
-    return tuple(tuple(int(piece) if piece.isdigit() else piece for piece in re.split(r"(\d+)", part))
+    return tuple(tuple(int(piece) if piece.isdecimal() else piece for piece in re.split(r"(\d+)", part))
                  for part in Path(path).parts)
 
 
