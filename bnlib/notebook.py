@@ -58,6 +58,19 @@ def results_root() -> Path:
                             "from a clone of the repository (the Colab setup cell makes one).")
 
 
+def on_preset(result, preset: str = "cpu") -> bool:
+    """Whether ``result`` ran the preset's recipe unchanged, whatever its network and policy: a
+    member of that profile's committed series, not one of its variants (another γ initialisation,
+    BN momentum, schedule, validation split, ...).  Keys a result predates count as the default."""
+    from .config import RunConfig
+
+    recipe = RunConfig.preset(preset).to_dict()
+    free = {"model", "policy", "name", "output_dir"}
+    plain = lambda value: list(value) if isinstance(value, (list, tuple)) else value
+    return all(plain(result.config.get(key, value)) == plain(value)
+               for key, value in recipe.items() if key not in free)
+
+
 def describe(results) -> str:
     """Provenance lines for a list of results: run, accuracy, data, images, epochs, precision
     where not float32, device."""

@@ -134,3 +134,20 @@ def test_live_runs_checkpoint_outside_the_smoke_profile(monkeypatch):
     assert notebook.live_output_dir("paper", "live") == str(Path("runs") / "paper" / "live")
     monkeypatch.setenv("BNLIB_RUNS", "/content/drive/MyDrive/bnlib")
     assert notebook.live_output_dir("cpu", "r14") == "/content/drive/MyDrive/bnlib/cpu/r14"
+
+
+def test_on_preset_keeps_the_series_and_drops_its_variants():
+    from bnlib import notebook
+    from bnlib.config import RunConfig
+    from bnlib.results import Result
+
+    def result(**overrides):
+        config = RunConfig.preset("cpu", **{"model": "resnet20", "policy": "bn", "name": "x", **overrides}).to_dict()
+        return Result(config=config, history={}, test_accuracy=0.4, test_loss=1.0, parameters={}, provenance={})
+
+    assert notebook.on_preset(result()) and notebook.on_preset(result(), "cpu")
+    assert notebook.on_preset(result(policy="all", model="resnet56", output_dir="elsewhere"))
+    for variant in (dict(gamma_init="ones"), dict(bn_momentum=0.99), dict(schedule="constant"),
+                    dict(validation_split=0.1), dict(seed=1)):
+        assert not notebook.on_preset(result(**variant)), variant
+    assert not notebook.on_preset(result(), "smoke")
