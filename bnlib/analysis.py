@@ -152,6 +152,25 @@ def relu_activity(model, x, batch_size: int = 500) -> dict[str, np.ndarray]:
     return {name: positive[name] / positions[name] for name in fed}
 
 
+def channel_closing(result: Result, activity: dict, threshold: float = DEFAULT_THRESHOLD,
+                    off: float = 0.01) -> dict:
+    """How a network switches off the channels at its BN-fed ReLUs, in percent of those channels:
+    scaled away (|γ| < ``threshold``), shut (on at under ``off`` of the positions, from
+    :func:`relu_activity`), shut though |γ| is not small, either; of the shut ones, how many β holds
+    shut on its own (β < −2|γ|: below the ReLU's cut for any input within two standard deviations);
+    and the mean share of positions on, γ below zero, the mean β and the number of channels."""
+    gamma = np.concatenate([np.ravel(result.gamma[name]) for name in activity])
+    beta = np.concatenate([np.ravel(result.beta[name]) for name in activity])
+    on = np.concatenate([np.ravel(a) for a in activity.values()])
+    scaled_away, shut = np.abs(gamma) < threshold, on < off
+    held_by_beta = 100 * (beta[shut] < -2 * np.abs(gamma[shut])).mean() if shut.any() else np.nan
+    return {f"|γ| < {threshold:g} %": 100 * scaled_away.mean(), f"on at < {off:.0%} of positions %": 100 * shut.mean(),
+            f"shut, |γ| ≥ {threshold:g} %": 100 * (shut & ~scaled_away).mean(),
+            "either %": 100 * (scaled_away | shut).mean(), "shut with β < −2|γ| (of the shut) %": held_by_beta,
+            "mean share on %": 100 * on.mean(), "γ < 0 %": 100 * (gamma < 0).mean(), "mean β": beta.mean(),
+            "channels": len(on)}
+
+
 def standard_error(result: Result) -> float:
     """The standard error of a result's test accuracy from the test-set size alone,
     √(p(1 − p)/n): how much the accuracy would move on another test set of the same size.

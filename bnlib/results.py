@@ -63,6 +63,15 @@ class Result:
     def epochs_run(self) -> int:
         return len(self.history.get("loss", []))
 
+    def differs_from(self, other: "Result") -> set[str]:
+        """The configuration fields in which this run differs from ``other``, beyond its name and
+        output folder: ``run.differs_from(twin) == {"seed"}`` says the two are one experiment but for
+        the seed.  A field that one of them predates counts as RunConfig's default."""
+        from .config import RunConfig
+
+        mine, theirs = (RunConfig.from_dict(result.config).to_dict() for result in (self, other))
+        return {key for key in mine if mine[key] != theirs[key]} - {"name", "output_dir"}
+
     def all_gamma(self) -> np.ndarray:
         """Every trained γ of the network, layer after layer, as one flat array."""
         return _flat(self.gamma)

@@ -277,3 +277,32 @@ def test_load_all_orders_runs_by_depth_not_by_spelling(tmp_path):
         fake_result(name).save(tmp_path / name)
     assert [r.label for r in bnlib.load_all(tmp_path)] == [
         "resnet14-bn", "resnet14-bn-seed1", "resnet20-bn", "resnet110-bn", "wrn14-2-bn"]
+
+
+def test_differs_from_names_the_fields_two_runs_differ_in_beyond_name_and_folder():
+    run = fake_result("resnet14-bn")
+    run.config = bnlib.RunConfig.preset("cpu", model="resnet14", name="resnet14-bn", output_dir="a").to_dict()
+    twin = fake_result("resnet14-bn-seed1")
+    twin.config = {**run.config, "name": "resnet14-bn-seed1", "output_dir": "b", "seed": 1}
+    assert run.differs_from(twin) == twin.differs_from(run) == {"seed"}
+    assert run.differs_from(run) == set()
+    older = fake_result("older")   # a run that predates a field counts as its default
+    older.config = {k: v for k, v in run.config.items() if k != "strategy"}
+    assert older.differs_from(run) == set()
+    older.config["bn_momentum"] = 0.99
+    assert older.differs_from(run) == {"bn_momentum"}
+
+
+def test_channel_closing_counts_scaled_away_and_shut_channels_and_who_shuts_them():
+    result = fake_result()   # bn_a: γ 0, 0.01, 0.5, -0.02; bn_b: γ 1, 0.2
+    result.beta = {"bn_a": np.array([0.0, -1.0, -2.0, 0.0]), "bn_b": np.array([-3.0, 0.5])}
+    activity = {"bn_a": np.array([0.5, 0.0, 0.001, 0.2]), "bn_b": np.array([0.0, 0.9])}
+    closing = analysis.channel_closing(result, activity)
+    assert closing["|γ| < 0.05 %"] == pytest.approx(50)                    # 0, 0.01, -0.02 of six
+    assert closing["on at < 1% of positions %"] == pytest.approx(50)       # 0.0, 0.001, 0.0
+    assert closing["shut, |γ| ≥ 0.05 %"] == pytest.approx(100 / 3)         # γ 0.5 and 1
+    assert closing["either %"] == pytest.approx(500 / 6)
+    assert closing["shut with β < −2|γ| (of the shut) %"] == pytest.approx(100)   # -1 < -0.02, -2 < -1, -3 < -2
+    assert closing["γ < 0 %"] == pytest.approx(100 / 6) and closing["channels"] == 6
+    result.beta["bn_b"][0] = -1.0   # now above -2|γ| = -2: shut by its input, not by β alone
+    assert analysis.channel_closing(result, activity)["shut with β < −2|γ| (of the shut) %"] == pytest.approx(200 / 3)
