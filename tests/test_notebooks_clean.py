@@ -50,3 +50,25 @@ def test_title_badge_and_setup(path):
     assert any('"pip", "install"' in line for line in statements), "the Colab cell installs bnlib"
     assert not any("tensorflow" in line.lower() for line in statements), "never pin TensorFlow on Colab"
     assert any(c.cell_type == "markdown" and "Exercises" in c.source for c in notebook.cells)
+
+
+FOLD_OVER = 25   # lines of logic (not blank, not comments)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_long_code_cells_fold_on_the_site(path):
+    """A reader of the site follows the text, the tables and the figures; a code cell longer than
+    FOLD_OVER lines of logic (loading and checking runs, asserting what the text claims) is tagged
+    hide-input, which folds its code behind a toggle and leaves its outputs in view.  Short cells,
+    the calls the text teaches, stay in view."""
+    notebook = nbformat.read(path, as_version=4)
+    wrong = []
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        logic = [line for line in cell.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        folded = "hide-input" in cell.metadata.get("tags", [])
+        if folded != (len(logic) > FOLD_OVER):
+            wrong.append(f"cell {i} ({len(logic)} lines, {'folded' if folded else 'not folded'})")
+    assert not wrong, (f"{path.name}: tag hide-input exactly the code cells over {FOLD_OVER} lines of "
+                       f"logic: {', '.join(wrong)}")

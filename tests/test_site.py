@@ -15,7 +15,8 @@ The test
       - no internal link (local href, with or without #anchor) is broken: the target is
         served with HTTP 200 and, for anchors into HTML pages, the id exists;
       - local stylesheets and scripts resolve;
-      - every formula is typeset by the vendored MathJax (book/_mathjax), with no internet.
+      - every formula is typeset by the vendored MathJax (book/_mathjax), with no internet;
+      - every code cell tagged hide-input is folded behind a toggle, and no other.
 
 Environment variables
   BNLIB_SITE_BUILT=1        use <root>/_build/html instead of building.
@@ -115,6 +116,7 @@ class Page:
     formulas: int = 0  # Sphinx math elements (span.math / div.math), TeX inside
     formulas_typeset: int = 0  # MathJax output elements (mjx-container)
     has_main: bool = False
+    folded_inputs: int = 0  # code cells shown behind a "Show code cell source" toggle (hide-input)
     meta_refresh: str | None = None
 
 
@@ -162,6 +164,8 @@ class _DomParser(HTMLParser):
             self.page.formulas += 1
         if tag == "mjx-container":
             self.page.formulas_typeset += 1
+        if tag == "details" and {"hide", "above-input"} <= set(classes):
+            self.page.folded_inputs += 1
         if tag == "main" or "bd-article" in classes:
             self.page.has_main = True
         elif tag == "meta" and a.get("http-equiv", "").lower() == "refresh":
@@ -446,6 +450,21 @@ def test_images_resolve(pages, server):
 # The "Open in Colab" badge each chapter carries must work on GitHub and in Colab too, where a path
 # into this site would not resolve; it is a launch link, not a figure (offline it shows its alt text).
 ALLOWED_EXTERNAL_IMAGES = {"https://colab.research.google.com/assets/colab-badge.svg"}
+
+
+def test_long_code_cells_are_folded(pages, site):
+    """The long analysis cells (tagged hide-input, see tests/test_notebooks_clean.py) show behind a
+    "Show code cell source" toggle, their outputs in view; every other cell shows its code."""
+    problems = []
+    for rel, page in pages.items():
+        executed = site.parent / "jupyter_execute" / f"{_docname(rel)}.ipynb"
+        if not executed.is_file():
+            continue
+        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+        tagged = sum("hide-input" in cell.get("metadata", {}).get("tags", []) for cell in cells)
+        if page.folded_inputs != tagged:
+            problems.append(f"{rel}: {tagged} cells tagged hide-input, {page.folded_inputs} folded on the page")
+    assert not problems, "\n".join(problems)
 
 
 def test_notebook_pages_show_their_figures(pages, site):
