@@ -349,7 +349,7 @@ def prune_by_gamma(model: keras.Model, x, y, fractions=(0.0, 0.1, 0.2, 0.3, 0.4,
     so the channel outputs the constant β): the channels with the smallest |γ|, against the same
     number of random channels per layer (mean over ``repeats`` draws).  γ is restored afterwards.
 
-    ``x`` must be normalised the way the model was trained: ``(images / 255 - mean) / std``.
+    ``x`` must be normalised the way the model was trained (`Splits.normalised_test_images`).
     Returns one row per fraction.
     """
     layers = freeze.batchnorm_layers(model)
@@ -376,11 +376,6 @@ def prune_by_gamma(model: keras.Model, x, y, fractions=(0.0, 0.1, 0.2, 0.3, 0.4,
         for layer, gamma in zip(layers, saved):
             layer.gamma.assign(gamma)
     return pd.DataFrame(rows).set_index("fraction")
-
-
-def normalised_test_images(splits) -> np.ndarray:
-    """A :class:`bnlib.data.Splits`' test images normalised with its own training statistics."""
-    return ((splits.x_test.astype(np.float32) / 255.0 - splits.mean) / splits.std).astype(np.float32)
 
 
 def plot_pruning(tables: dict, title: str = ""):

@@ -367,6 +367,11 @@ class Splits:
     num_classes: int
     source: dict
 
+    def normalised_test_images(self) -> np.ndarray:
+        """The test images as the network sees them in evaluation: on the 0-1 scale, normalised with
+        the training images' channel statistics, float32 (what :func:`eval_pipeline` feeds it)."""
+        return ((self.x_test.astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
+
 
 def prepare(config) -> Splits:
     """Load the data named by a RunConfig and apply its subset and validation split."""

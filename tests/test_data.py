@@ -166,6 +166,10 @@ def test_prepare_records_what_was_used(tiny_npz):
     assert (len(splits.x_train), len(splits.x_val), len(splits.x_test)) == (30, 10, 20)
     assert splits.source["train_used"] == 30 and splits.source["validation_used"] == 10
     assert splits.mean.shape == (3,) and np.all(splits.std > 0)
+    fed = np.concatenate([x for x, _ in batches(data.eval_pipeline(splits.x_test, splits.y_test, 8,
+                                                                   splits.mean, splits.std))])
+    np.testing.assert_allclose(splits.normalised_test_images(), fed, rtol=1e-6, atol=1e-6)
+    assert splits.normalised_test_images().dtype == np.float32
 
 
 def batches(stream):
