@@ -63,12 +63,9 @@ def on_preset(result, preset: str = "cpu") -> bool:
     member of that profile's committed series, not one of its variants (another γ initialisation,
     BN momentum, schedule, validation split, ...).  Keys a result predates count as the default."""
     from .config import RunConfig
+    from .results import config_differences
 
-    recipe = RunConfig.preset(preset).to_dict()
-    free = {"model", "policy", "name", "output_dir"}
-    plain = lambda value: list(value) if isinstance(value, (list, tuple)) else value
-    return all(plain(result.config.get(key, value)) == plain(value)
-               for key, value in recipe.items() if key not in free)
+    return config_differences(result.config, RunConfig.preset(preset).to_dict()) <= {"model", "policy"}
 
 
 def describe(results) -> str:

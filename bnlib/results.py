@@ -66,11 +66,8 @@ class Result:
     def differs_from(self, other: "Result") -> set[str]:
         """The configuration fields in which this run differs from ``other``, beyond its name and
         output folder: ``run.differs_from(twin) == {"seed"}`` says the two are one experiment but for
-        the seed.  A field that one of them predates counts as RunConfig's default."""
-        from .config import RunConfig
-
-        mine, theirs = (RunConfig.from_dict(result.config).to_dict() for result in (self, other))
-        return {key for key in mine if mine[key] != theirs[key]} - {"name", "output_dir"}
+        the seed (:func:`config_differences`)."""
+        return config_differences(self.config, other.config)
 
     def all_gamma(self) -> np.ndarray:
         """Every trained γ of the network, layer after layer, as one flat array."""
@@ -109,6 +106,15 @@ class Result:
                   for kind in PER_LAYER if (values := getattr(self, kind))}
         arrays.update({f"output/{k}": np.asarray(v, np.float32) for k, v in self.output.items()})
         return arrays
+
+
+def config_differences(config: dict, other: dict) -> set[str]:
+    """The fields in which two run configurations differ, beyond the run's name and output folder.
+    Both are read as RunConfigs, so a field that one of them predates counts as its default."""
+    from .config import RunConfig
+
+    mine, theirs = (RunConfig.from_dict(values).to_dict() for values in (config, other))
+    return {key for key in mine if mine[key] != theirs[key]} - {"name", "output_dir"}
 
 
 def _flat(per_layer: dict) -> np.ndarray:
