@@ -13,7 +13,7 @@ alone, each from two seeds too, and β alone once more with every γ at 1, from 
 with the three baselines, from two seeds); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
-and 32 from seeds 0 and 1, a BN-only ResNet-56 from seed 0, BN-only ResNet-14 and 20 without the
+and 32 from seeds 0 and 1, a ResNet-56 both ways from seed 0, BN-only ResNet-14 and 20 without the
 weight decay, and a BN-only ResNet-14 at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
 ResNet-866 in results/cpu-deep/; then four of the longer runs in mixed bfloat16 in
 results/cpu-bf16/; then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond:
@@ -209,6 +209,8 @@ CPU_SGD = {
     # ... and the depth series on this recipe one step further, to ResNet-56: does the rise from
     # ResNet-14 to 32 continue, as it does on the longer Adam schedule?
     "resnet56-bn-sgd": dict(model="resnet56", policy="bn", **PAPER_RECIPE),
+    # ... and the same ResNet-56 trained fully: does the gap keep narrowing at the fourth depth?
+    "resnet56-all-sgd": dict(model="resnet56", policy="all", **PAPER_RECIPE),
 }
 # Does the paper's recipe stay finite for the deepest network?  A TensorFlow reproduction was
 # reported to have seen BN-only ResNet-218/434/866 diverge.  ResNet-866 took 12-14 s per step here
