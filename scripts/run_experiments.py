@@ -211,6 +211,9 @@ CPU_SGD = {
     "resnet56-bn-sgd": dict(model="resnet56", policy="bn", **PAPER_RECIPE),
     # ... and the same ResNet-56 trained fully: does the gap keep narrowing at the fourth depth?
     "resnet56-all-sgd": dict(model="resnet56", policy="all", **PAPER_RECIPE),
+    # ... and BN-only ResNet-56's second seed, which completes a second BN-only seed at every depth:
+    # is the step from ResNet-32 to ResNet-56 more than a seed moves it?
+    "resnet56-bn-sgd-seed1": dict(model="resnet56", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
 }
 # Does the paper's recipe stay finite for the deepest network?  A TensorFlow reproduction was
 # reported to have seen BN-only ResNet-218/434/866 diverge.  ResNet-866 took 12-14 s per step here
