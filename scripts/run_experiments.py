@@ -214,6 +214,10 @@ CPU_SGD = {
     # ... and BN-only ResNet-56's second seed, which completes a second BN-only seed at every depth:
     # is the step from ResNet-32 to ResNet-56 more than a seed moves it?
     "resnet56-bn-sgd-seed1": dict(model="resnet56", policy="bn", **{**PAPER_RECIPE, "seed": 1}),
+    # Does weight decay switch γ off that start far from zero?  The ResNet-14 of resnet14-bn-sgd
+    # with every γ starting at 1 (Keras' default) instead of the paper's U[0, 1): none starts
+    # below 0.05, so every near-zero γ at the end is training's doing.
+    "resnet14-bn-sgd-gamma-ones": dict(model="resnet14", policy="bn", gamma_init="ones", **PAPER_RECIPE),
 }
 # Does the paper's recipe stay finite for the deepest network?  A TensorFlow reproduction was
 # reported to have seen BN-only ResNet-218/434/866 diverge.  ResNet-866 took 12-14 s per step here
