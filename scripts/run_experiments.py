@@ -13,8 +13,9 @@ alone, each from two seeds too, and β alone once more with every γ at 1, from 
 with the three baselines, from two seeds); then the paper's own recipe,
 shortened, in results/cpu-sgd/ (SGD 0.1, momentum 0.9, weight decay 1e-4, step decays, all 50,000
 images, 32 epochs, a fifth of the paper's 160, unless said: BN-only and fully trained ResNet-14, 20
-and 32 from seeds 0 and 1, a ResNet-56 both ways from seed 0, BN-only ResNet-14 and 20 without the
-weight decay, and a BN-only ResNet-14 at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
+and 32 from seeds 0 and 1, a ResNet-56 both ways from seed 0 and BN-only from seed 1, BN-only
+ResNet-14 and 20 without the weight decay, a BN-only ResNet-14 from γ = 1, and a BN-only ResNet-14
+at half the paper's length, 80 epochs); then the first 80 steps of that recipe for a
 ResNet-866 in results/cpu-deep/; then four of the longer runs in mixed bfloat16 in
 results/cpu-bf16/; then chapter 6's experiments of results/cpu-beyond/ (bnlib.beyond:
 BN-only warm-up, BN-only fine-tuning on a class split), each several runs of the `cpu` profile. Each
